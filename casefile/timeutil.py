@@ -1,0 +1,110 @@
+"""Timestamps: every event time is stored as ISO 8601 UTC ending in `Z`, keeping the source's precision.
+
+`ts` (integer microseconds since the epoch) is stored beside it for ordering and ranges.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+_ISO = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?\s*(Z|z|[+-]\d{2}:?\d{2}|UTC)?$"
+)
+_CLF = re.compile(r"^(\d{2})/(\w{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?\s*([+-]\d{4})$")
+_SFDC = re.compile(r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(?:\.(\d{1,9}))?$")
+_MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
+_RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class TimeError(ValueError):
+    """A value that is not a time stanch can read."""
+
+
+def _offset(tz: str | None) -> timedelta:
+    if not tz or tz in ("Z", "z", "UTC"):
+        return timedelta(0)
+    sign = -1 if tz[0] == "-" else 1
+    digits = tz[1:].replace(":", "")
+    return sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:4]))
+
+
+def _format(dt: datetime, frac: str | None) -> str:
+    base = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{frac}Z" if frac else f"{base}Z"
+
+
+def _build(y: int, mo: int, d: int, h: int, mi: int, s: int, frac: str | None, tz: str | None) -> str:
+    dt = datetime(y, mo, d, h, mi, s, tzinfo=UTC) - _offset(tz)
+    return _format(dt, frac)
+
+
+def to_utc_iso(value: str | int | float) -> str:
+    """Any timestamp stanch meets → `YYYY-MM-DDTHH:MM:SS[.fraction]Z` in UTC, keeping the fraction's digits.
+
+    Reads ISO 8601 with or without offset (no offset means UTC), epoch seconds/ms/µs/ns (by magnitude),
+    nginx/CLF `17/Aug/2025:11:15:42 +0000` and Salesforce `20250817111542.000`.
+    """
+    if isinstance(value, bool):
+        raise TimeError(f"not a time: {value!r}")
+    if isinstance(value, int | float):
+        return _from_epoch(str(value))
+    text = value.strip().strip("[]")
+    m = _ISO.match(text)
+    if m:
+        y, mo, d, h, mi, s, frac, tz = m.groups()
+        try:
+            return _build(int(y), int(mo), int(d), int(h), int(mi), int(s), frac, tz)
+        except ValueError as e:
+            raise TimeError(f"not a time: {value!r}") from e
+    m = _CLF.match(text)
+    if m and m.group(2) in _MONTHS:
+        d, mon, y, h, mi, s, frac, tz = m.groups()
+        return _build(int(y), _MONTHS[mon], int(d), int(h), int(mi), int(s), frac, tz)
+    m = _SFDC.match(text)
+    if m:
+        y, mo, d, h, mi, s, frac = m.groups()
+        return _build(int(y), int(mo), int(d), int(h), int(mi), int(s), frac, None)
+    if re.fullmatch(r"\d{9,19}(\.\d+)?", text):
+        return _from_epoch(text)
+    raise TimeError(f"not a time: {value!r}")
+
+
+def _from_epoch(text: str) -> str:
+    whole, _, frac = text.partition(".")
+    n = int(whole)
+    digits = len(whole)
+    if digits <= 11:  # seconds
+        secs, sub = n, frac
+    elif digits <= 14:  # milliseconds
+        secs, sub = divmod(n, 1000)[0], f"{n % 1000:03d}" + frac
+    elif digits <= 17:  # microseconds
+        secs, sub = divmod(n, 1_000_000)[0], f"{n % 1_000_000:06d}" + frac
+    else:  # nanoseconds
+        secs, sub = divmod(n, 1_000_000_000)[0], f"{n % 1_000_000_000:09d}"
+    dt = datetime.fromtimestamp(secs, tz=UTC)
+    return _format(dt, sub or None)
+
+
+def to_micros(iso: str) -> int:
+    """Microseconds since the epoch for a stored `...Z` time (the fraction truncated to µs)."""
+    base, _, frac = iso.rstrip("Z").partition(".")
+    dt = datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    micros = int((frac + "000000")[:6]) if frac else 0
+    return int(dt.timestamp()) * 1_000_000 + micros
+
+
+def parse_when(value: str, now: datetime | None = None) -> str:
+    """A time given on the command line: ISO 8601, or relative to now (`24h`, `7d`, `30m`, `2w`)."""
+    m = _RELATIVE.match(value.strip())
+    if m:
+        ref = now or datetime.now(tz=UTC)
+        dt = ref - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return to_utc_iso(value)
+
+
+def now_iso() -> str:
+    """Now, UTC, microsecond precision."""
+    return datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

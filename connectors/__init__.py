@@ -1,0 +1,6 @@
+"""Vendor modules: one per vendor, each with its log parsers (and, later, its API client, verbs and probes).
+
+Importing this package registers every log format with `casefile.formats`.
+"""
+
+from connectors import nginx, okta, vault  # noqa: F401  (registration side effects)

@@ -1,0 +1,1 @@
+"""nginx connector (parsers registered on import)."""

@@ -1,0 +1,1 @@
+"""okta connector (parsers registered on import)."""

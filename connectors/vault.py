@@ -1,0 +1,1 @@
+"""vault connector (parsers registered on import)."""

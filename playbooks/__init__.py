@@ -1,0 +1,1 @@
+"""Playbooks: plan, approve, apply, verify (arrives with the playbook issue)."""

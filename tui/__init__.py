@@ -1,0 +1,1 @@
+"""The stanch front ends: the command line and the Textual console."""
