@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 HEAD_LINES = 20
 
@@ -84,7 +84,7 @@ def _spool_stdin() -> IO[bytes]:
     src = sys.stdin.buffer
     for chunk in iter(lambda: src.read(1 << 20), b""):
         spool.write(chunk)
-    return spool  # type: ignore[return-value]
+    return spool
 
 
 class _SpoolView(io.RawIOBase):
@@ -97,7 +97,7 @@ class _SpoolView(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b):  # type: ignore[no-untyped-def,override]
+    def readinto(self, b: Any) -> int:
         self._spool.seek(self._pos)
         data = self._spool.read(len(b))
         b[: len(data)] = data

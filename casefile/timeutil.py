@@ -13,7 +13,7 @@ _ISO = re.compile(
 )
 _CLF = re.compile(r"^(\d{2})/(\w{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?\s*([+-]\d{4})$")
 _SFDC = re.compile(r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(?:\.(\d{1,9}))?$")
-_MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
+_MONTHS = {m: i for i, m in enumerate(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1)}
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -108,3 +108,9 @@ def parse_when(value: str, now: datetime | None = None) -> str:
 def now_iso() -> str:
     """Now, UTC, microsecond precision."""
     return datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def micros_to_iso(ts: int) -> str:
+    """Fixed-width `...T..:..:...ffffffZ` for a µs timestamp, so stored values also sort as text."""
+    secs, micros = divmod(ts, 1_000_000)
+    return datetime.fromtimestamp(secs, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{micros:06d}Z"

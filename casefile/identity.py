@@ -1,0 +1,160 @@
+"""Credential identity: keys that name one secret resolve to one credential row.
+
+Evidence that two keys name the same secret (one event giving both) merges their credentials.
+Client, app and principal are facts about a credential, never keys.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+
+from casefile.records import CredentialRef
+
+KEY_KINDS = ("sha256", "sha256/16", "jti", "vault-accessor", "vault-hmac", "okta-token", "github-token",
+             "aws-key", "sf-token")
+
+_FACTS = ("kind", "issuer", "client", "principal", "scopes", "issued_at", "expires_at", "binding", "preview")
+
+
+class KeyError_(ValueError):
+    """A credential key that is not of a known kind."""
+
+
+def normalise_key(key: str) -> str:
+    """Canonical spelling of a key (`sha256:` hex lower-cased); raises KeyError_ for an unknown kind."""
+    kind, sep, rest = key.partition(":")
+    if not sep or kind not in KEY_KINDS or not rest:
+        raise KeyError_(f"{key!r} is not a credential key; expected one of {', '.join(k + ':' for k in KEY_KINDS)}")
+    if kind in ("sha256", "sha256/16"):
+        rest = rest.lower()
+    return f"{kind}:{rest}"
+
+
+def expand_keys(keys: tuple[str, ...]) -> list[str]:
+    """The keys of a ref plus those they imply: a full `sha256:` implies its `sha256/16:` prefix."""
+    out: list[str] = []
+    for k in keys:
+        k = normalise_key(k)
+        if k not in out:
+            out.append(k)
+        if k.startswith("sha256:"):
+            short = f"sha256/16:{k[7:23]}"
+            if short not in out:
+                out.append(short)
+    return out
+
+
+@dataclass(slots=True)
+class _Facts:
+    first: int | None = None
+    last: int | None = None
+    first_iso: str | None = None
+    last_iso: str | None = None
+    values: dict[str, str] = field(default_factory=dict)
+
+
+class Resolver:
+    """Resolves `CredentialRef`s to credential ids inside an ingest, caching keys and batching fact updates."""
+
+    def __init__(self, conn: sqlite3.Connection, source_id: int | None = None) -> None:
+        self.conn = conn
+        self.source_id = source_id
+        self._cache: dict[str, int] = {}
+        self._facts: dict[int, _Facts] = {}
+        self.created = 0
+        self.merged = 0
+
+    def _lookup(self, key: str) -> int | None:
+        cid = self._cache.get(key)
+        if cid is not None:
+            return cid
+        row = self.conn.execute("SELECT credential_id FROM credential_keys WHERE key = ?", (key,)).fetchone()
+        if row is not None:
+            self._cache[key] = row[0]
+            return int(row[0])
+        return None
+
+    def resolve(self, ref: CredentialRef, ts: int, iso: str) -> tuple[int, str]:
+        """Credential id for `ref` (created or merged as needed) and the space-joined keys it gave."""
+        keys = expand_keys(ref.keys)
+        ids = {cid for cid in (self._lookup(k) for k in keys) if cid is not None}
+        if not ids:
+            cur = self.conn.execute("INSERT INTO credentials(kind) VALUES (?)", (ref.kind,))
+            cid = int(cur.lastrowid or 0)
+            self.created += 1
+        else:
+            cid = min(ids)
+            for other in sorted(ids - {cid}):
+                self._merge(other, cid)
+        for k in keys:
+            if self._cache.get(k) != cid:
+                self.conn.execute(
+                    "INSERT INTO credential_keys(key, credential_id, source_id) VALUES (?, ?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET credential_id = excluded.credential_id",
+                    (k, cid, self.source_id),
+                )
+                self._cache[k] = cid
+        self._note(cid, ref, ts, iso)
+        return cid, " ".join(keys)
+
+    def _note(self, cid: int, ref: CredentialRef, ts: int, iso: str) -> None:
+        f = self._facts.get(cid)
+        if f is None:
+            f = self._facts[cid] = _Facts()
+        if f.first is None or ts < f.first:
+            f.first, f.first_iso = ts, iso
+        if f.last is None or ts > f.last:
+            f.last, f.last_iso = ts, iso
+        for name in _FACTS:
+            v = getattr(ref, name)
+            if v and name not in f.values and not (name == "kind" and v == "unknown"):
+                f.values[name] = v
+
+    def _merge(self, loser: int, winner: int) -> None:
+        """Two keys met in one event: they name one secret. Fold `loser` into `winner`."""
+        c = self.conn
+        c.execute("UPDATE credential_keys SET credential_id = ? WHERE credential_id = ?", (winner, loser))
+        c.execute("UPDATE events SET credential_id = ? WHERE credential_id = ?", (winner, loser))
+        c.execute("UPDATE events SET subject_credential_id = ? WHERE subject_credential_id = ?", (winner, loser))
+        row = c.execute(f"SELECT {', '.join(_FACTS)}, first_seen, last_used, status FROM credentials WHERE id = ?",
+                        (loser,)).fetchone()
+        if row is not None:
+            sets = ", ".join(f"{n} = coalesce({n}, ?)" for n in _FACTS)
+            c.execute(f"UPDATE credentials SET {sets} WHERE id = ?", (*row[: len(_FACTS)], winner))
+            c.execute(
+                "UPDATE credentials SET first_seen = min(coalesce(first_seen, ?), coalesce(?, first_seen)),"
+                " last_used = max(coalesce(last_used, ?), coalesce(?, last_used)) WHERE id = ?",
+                (row[-3], row[-3], row[-2], row[-2], winner),
+            )
+            c.execute("DELETE FROM credentials WHERE id = ?", (loser,))
+        for k, v in list(self._cache.items()):
+            if v == loser:
+                self._cache[k] = winner
+        moved = self._facts.pop(loser, None)
+        if moved is not None:
+            target = self._facts.setdefault(winner, _Facts())
+            for name, value in moved.values.items():
+                target.values.setdefault(name, value)
+            if moved.first is not None and (target.first is None or moved.first < target.first):
+                target.first, target.first_iso = moved.first, moved.first_iso
+            if moved.last is not None and (target.last is None or moved.last > target.last):
+                target.last, target.last_iso = moved.last, moved.last_iso
+        self.merged += 1
+
+    def flush(self) -> None:
+        """Write the facts gathered since the last flush (call inside the batch transaction)."""
+        for cid, f in self._facts.items():
+            sets = [f"{n} = coalesce({n}, ?)" for n in f.values]
+            params: list[object] = list(f.values.values())
+            sets.append("first_seen = CASE WHEN first_seen IS NULL OR first_seen > ? THEN ? ELSE first_seen END")
+            params += [f.first_iso, f.first_iso]
+            sets.append("last_used = CASE WHEN last_used IS NULL OR last_used < ? THEN ? ELSE last_used END")
+            params += [f.last_iso, f.last_iso]
+            self.conn.execute(f"UPDATE credentials SET {', '.join(sets)} WHERE id = ?", (*params, cid))
+        self._facts.clear()
+
+    def forget(self) -> None:
+        """Drop cached keys (after a rolled-back batch the cache may name rows that no longer exist)."""
+        self._cache.clear()
+        self._facts.clear()

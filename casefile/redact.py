@@ -1,0 +1,128 @@
+"""Redaction on ingest: no raw secret reaches the case file.
+
+Authorization-type headers, cookies, token-like query parameters, values under secret-named
+fields and any substring with a known credential prefix become `[redacted sha256:ab12cd34…]`.
+What was found is returned as fingerprints, so the event still links to the credential by key.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+from casefile.secrets import (
+    Fingerprint,
+    find_secrets,
+    fingerprint,
+    is_secret_field,
+    may_contain_secret,
+    redaction_marker,
+)
+
+# Where a secret sits tells whether it is the credential the request presented ("auth") or one
+# exposed in data ("data"): a credential a request carried is the one that request used.
+AUTH_FIELDS = frozenset(
+    {"authorization", "proxy-authorization", "x-api-key", "apikey", "api_key", "x-vault-token", "access_token",
+     "token", "x-auth-token", "private-token", "cookie"}
+)
+_QUERY_PARAM = re.compile(r"(?P<name>[A-Za-z0-9_.\-\[\]]+)=(?P<value>[^&#\s\"']*)")
+_AUTH_HEADER = re.compile(r"(?i)\b(bearer|dpop|basic|ssws|token)\s+([A-Za-z0-9._~+/=!:-]{8,})")
+_ALREADY = ("[redacted", "hmac-sha256:")
+
+
+@dataclass(slots=True)
+class Found:
+    """A secret found while redacting: its fingerprint and whether it was presented as auth."""
+
+    fingerprint: Fingerprint
+    where: str  # "auth" | "data"
+    field: str
+
+
+def _trivial(value: str) -> bool:
+    v = value.strip()
+    return not v or v in ("-", "null", "none", "None", "[redacted]") or v.startswith(_ALREADY)
+
+
+class Redactor:
+    """Redacts one record at a time; `found` collects what it replaced."""
+
+    __slots__ = ("found",)
+
+    def __init__(self) -> None:
+        self.found: list[Found] = []
+
+    def _mark(self, secret: str, where: str, field: str) -> str:
+        fp = fingerprint(secret)
+        self.found.append(Found(fp, where, field))
+        return redaction_marker(secret)
+
+    def text(self, value: str, field: str = "") -> str:
+        """Redact secrets inside free text: auth schemes, token-like query parameters, known prefixes."""
+        if "=" in value:
+            value = _QUERY_PARAM.sub(lambda m: self._query(m, field), value)
+        if " " in value:
+            value = _AUTH_HEADER.sub(
+                lambda m: m.group(0) if m.group(2).startswith(_ALREADY) or m.group(2).startswith("[")
+                else f"{m.group(1)} {self._mark(m.group(2), 'auth', field)}",
+                value,
+            )
+        if may_contain_secret(value):
+            out, last = [], 0
+            for start, end, _shape in find_secrets(value):
+                if start < last:
+                    continue
+                out.append(value[last:start])
+                out.append(self._mark(value[start:end], "data", field))
+                last = end
+            out.append(value[last:])
+            value = "".join(out)
+        return value
+
+    def _query(self, m: re.Match[str], field: str) -> str:
+        name, val = m.group("name"), m.group("value")
+        if not is_secret_field(name) or _trivial(val):
+            return m.group(0)
+        where = "auth" if name.lower() in AUTH_FIELDS else "data"
+        return f"{name}={self._mark(unquote_plus(val), where, name)}"
+
+    def field(self, name: str, value: str) -> str:
+        """Redact the value of a field called `name`."""
+        if _trivial(value):
+            return value
+        if is_secret_field(name):
+            low = name.lower()
+            where = "auth" if low in AUTH_FIELDS or low.replace("_", "-") in AUTH_FIELDS else "data"
+            if low in ("cookie", "set-cookie"):
+                return self._mark(value, where, name)
+            return self._mark(value, where, name)
+        return self.text(value, name)
+
+    def walk(self, obj: Any, name: str = "") -> Any:
+        """Redact a decoded JSON value in place where possible; returns the redacted value."""
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                if isinstance(v, str):
+                    obj[k] = self.field(k, v)
+                elif isinstance(v, dict | list):
+                    obj[k] = self.walk(v, k)
+            return obj
+        if isinstance(obj, list):
+            for i, v in enumerate(obj):
+                if isinstance(v, str):
+                    obj[i] = self.field(name, v)
+                elif isinstance(v, dict | list):
+                    obj[i] = self.walk(v, name)
+            return obj
+        if isinstance(obj, str):
+            return self.text(obj, name)
+        return obj
+
+
+def redact(record: Any) -> tuple[Any, list[Found]]:
+    """Redact a raw record (decoded JSON or a text line). Returns the redacted record and what was found."""
+    r = Redactor()
+    out = r.walk(record)
+    return out, r.found
