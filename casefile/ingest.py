@@ -190,23 +190,22 @@ class _BatchWriter:
             return
         batch, self.pending = self.pending, []
         c = self.case.conn
-        rows: list[tuple[Any, ...]] = []
         try:
             c.execute("BEGIN IMMEDIATE")
             seq, _ = audit.next_seq(c)
             before = c.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
             next_rowid = before + 1
+            inserted = seen = 0
             for parsed in batch:
+                # Insert as we go: a later event in this batch may merge two credentials, and the merge
+                # must find the earlier rows in the table to move them.
                 row = self._row(parsed, seq)
                 if row is None:
                     continue
-                rows.append(row)
-            inserted = 0
-            for row in rows:
-                # rowid is assigned here so the row hash can cover it; a duplicate id is ignored.
-                values = (next_rowid, *row)
+                seen += 1
+                values = (next_rowid, *row)  # stanch assigns rowid so the row hash can cover it
                 cur = c.execute(_INSERT, (*values, audit.row_hash([values[i] for i in _AUDITED_IDX])))
-                if cur.rowcount:
+                if cur.rowcount:  # 0 when the stable id is already there
                     next_rowid += 1
                     inserted += 1
             self.resolver.flush()
@@ -218,7 +217,7 @@ class _BatchWriter:
             self.resolver.forget()
             raise
         self.summary.events_added += inserted
-        self.summary.duplicates += len(rows) - inserted
+        self.summary.duplicates += seen - inserted
 
     def _row(self, parsed: Parsed, seq: int) -> tuple[Any, ...] | None:
         ev = parsed.event

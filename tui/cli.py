@@ -1,0 +1,390 @@
+"""The `stanch` command line. A stable contract: exit 0 ok, 1 user error, 2 usage, 3 a check failed.
+
+This module must not import Textual: the console is imported only when it opens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import orjson
+
+EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_CHECK = 0, 1, 2, 3
+
+
+class UserError(Exception):
+    """One line for stderr, exit 1."""
+
+
+def _print_json(doc: Any) -> None:
+    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode() + "\n")
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def _when(value: str | None, flag: str) -> str | None:
+    from casefile.timeutil import TimeError, parse_when
+
+    if value is None:
+        return None
+    try:
+        return parse_when(value)
+    except TimeError as e:
+        raise UserError(f"{flag} {value}: {e}; use ISO 8601 (2025-08-17T11:15:00Z) or relative (24h, 7d)") from e
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from casefile.case import open_case
+
+    return open_case(args.case, analyst=args.analyst)
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from casefile.case import create_case
+
+    with create_case(args.case, title=args.title, analyst=args.analyst) as case:
+        print(f"created {case.path} (schema v{case.schema_version})")
+    return EXIT_OK
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    import connectors  # noqa: F401  (registers the parsers)
+    from casefile.ingest import ingest
+
+    show_progress = not args.json and sys.stderr.isatty()
+    with _open(args) as case:
+        if show_progress:
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.fields[n]:,} events"),
+                          TimeElapsedColumn(), console=_console(stderr=True), transient=True) as bar:
+                task = bar.add_task("ingest", n=0)
+
+                def progress(name: str, n: int) -> None:
+                    bar.update(task, description=Path(name).name, n=n)
+
+                summaries = ingest(case, args.paths, args.format, progress)
+        else:
+            summaries = ingest(case, args.paths, args.format)
+    failed = [s for s in summaries if s.error]
+    if args.json:
+        _print_json({"files": [s.as_dict() for s in summaries],
+                     "totals": {k: sum(getattr(s, k) for s in summaries)
+                                for k in ("events_seen", "events_added", "duplicates", "malformed", "skipped")}})
+    else:
+        for s in summaries:
+            if s.error:
+                continue
+            if s.already_ingested:
+                print(f"{s.path}: already ingested (source {s.source_id}, {s.format}); nothing added")
+                continue
+            line = (f"{s.path}: {s.format}: {s.events_added:,} events added ({s.duplicates:,} duplicates), "
+                    f"{s.malformed} malformed, {s.skipped} skipped lines, {s.seconds:.2f}s")
+            print(line)
+            bad = [p for p in s.problems if p["kind"] == "malformed"][:5]
+            for p in bad:
+                print(f"  {s.path}:{p['line']}: {p['reason']}")
+            if s.malformed > len(bad):
+                print(f"  … {s.malformed - len(bad)} more malformed lines (stanch info --json {args.case})")
+    for s in failed:
+        print(f"stanch: {s.error}", file=sys.stderr)
+    return EXIT_USER if failed else EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from casefile.query import info
+
+    with _open(args) as case:
+        doc = info(case)
+    if args.json:
+        _print_json(doc)
+        return EXIT_OK
+    from rich.table import Table
+
+    from tui.safe_text import literal
+
+    con = _console()
+    con.print(literal(f"{doc['title']}  ({doc['path']}, schema v{doc['schema_version']})", style="bold"))
+    w = doc["window"]
+    con.print(literal(f"incident window: {w['start'] or '-'} → {w['end'] or '-'}"))
+    con.print(literal("  ".join(f"{k}: {v:,}" for k, v in doc["counts"].items())))
+    t = Table("id", "format", "status", "events", "malformed", "skipped", "path", title="sources")
+    for s in doc["sources"]:
+        t.add_row(str(s["id"]), literal(s["format"]), literal(s["status"]), f"{s['events_added']:,}",
+                  str(s["malformed"]), str(s["skipped"]), literal(s["path"]))
+    con.print(t)
+    return EXIT_OK
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from casefile.query import events
+
+    since, until = _when(args.since, "--since"), _when(args.until, "--until")
+    with _open(args) as case:
+        rows = events(case, args.credential, since, until, args.limit)
+    if args.json:
+        _print_json(rows)
+        return EXIT_OK
+    from rich.table import Table
+
+    from tui.safe_text import literal
+
+    t = Table("time", "vendor", "action", "outcome", "cred", "principal", "src_ip", "resource", "status")
+    for r in rows:
+        t.add_row(literal(r["time"]), literal(r["vendor"]), literal(r["action"]), literal(r["outcome"]),
+                  literal(r["credential_id"] or ""), literal(r["principal"] or "", 30), literal(r["src_ip"] or ""),
+                  literal(r["resource"] or "", 60), literal(r["status"] if r["status"] is not None else ""))
+    _console().print(t)
+    return EXIT_OK
+
+
+def cmd_credentials(args: argparse.Namespace) -> int:
+    from casefile.query import credentials
+
+    with _open(args) as case:
+        rows = credentials(case)
+    if args.json:
+        _print_json(rows)
+        return EXIT_OK
+    from rich.table import Table
+
+    from tui.safe_text import literal
+
+    t = Table("id", "kind", "preview", "client", "principal", "binding", "status", "events", "last used", "key")
+    for r in rows:
+        t.add_row(str(r["id"]), literal(r["kind"]), literal(r["preview"] or ""), literal(r["client"] or "", 30),
+                  literal(r["principal"] or "", 30), literal(r["binding"] or "?"), literal(r["status"]),
+                  f"{r['events']:,}", literal(r["last_used"] or ""), literal(r["keys"][0] if r["keys"] else "", 40))
+    _console().print(t)
+    return EXIT_OK
+
+
+def cmd_note(args: argparse.Namespace) -> int:
+    with _open(args) as case:
+        rowid = case.add_note(args.text, args.on)
+    print(f"note {rowid} added")
+    return EXIT_OK
+
+
+def cmd_case_set(args: argparse.Namespace) -> int:
+    values: dict[str, str] = {}
+    start, end = _when(args.window_start, "--window-start"), _when(args.window_end, "--window-end")
+    if start:
+        values["window_start"] = start
+    if end:
+        values["window_end"] = end
+    with _open(args) as case:
+        if start and end is None and case.meta().get("window_end") and case.meta()["window_end"] < start:
+            raise UserError("--window-start is after the window's end; set --window-end too")
+        if start and end and end < start:
+            raise UserError(f"--window-end {end} is before --window-start {start}; swap them")
+        if args.policy:
+            policy = case.policy()
+            for item in args.policy:
+                k, sep, v = item.partition("=")
+                if not sep or not k.strip():
+                    raise UserError(f"--policy {item}: expected key=value (for example ttl_max=3600)")
+                policy[k.strip()] = _policy_value(v.strip())
+            values["policy"] = orjson.dumps(policy, option=orjson.OPT_SORT_KEYS).decode()
+        if args.title:
+            values["title"] = args.title
+        if not values:
+            raise UserError("nothing to set; give --window-start, --window-end, --policy key=value or --title")
+        case.set_meta(values)
+    print("set " + ", ".join(sorted(values)))
+    return EXIT_OK
+
+
+def _policy_value(v: str) -> Any:
+    try:
+        return orjson.loads(v)
+    except orjson.JSONDecodeError:
+        return v
+
+
+def cmd_fingerprint(args: argparse.Namespace) -> int:
+    from casefile.query import fingerprint_token
+
+    if sys.stdin.isatty():
+        import getpass
+
+        raw = getpass.getpass("token (not echoed): ")
+    else:
+        raw = sys.stdin.read()
+    if not raw.strip():
+        raise UserError("no token on stdin; pipe one in: `pbpaste | stanch fingerprint`")
+    doc = fingerprint_token(raw)
+    del raw
+    if args.json:
+        _print_json(doc)
+    else:
+        print(f"preview: {doc['preview'] or '(too short to preview)'}   kind: {doc['kind']}")
+        for k in doc["keys"]:
+            print(k)
+    return EXIT_OK
+
+
+def cmd_formats(args: argparse.Namespace) -> int:
+    import connectors  # noqa: F401
+    from casefile.formats import all_formats
+
+    fmts = [{"name": f.name, "vendor": f.vendor, "version": f.version, "description": f.description}
+            for f in all_formats()]
+    if args.json:
+        _print_json(fmts)
+    else:
+        for f in fmts:
+            print(f"{f['name']:<20} {f['vendor']:<8} {f['description']}")
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from casefile.audit import verify
+
+    with _open(args) as case:
+        head, entries, problems = verify(case.conn)
+    if args.json:
+        _print_json({"ok": not problems, "chain_head": head, "entries": entries,
+                     "problems": [{"table": p.table, "row": p.row, "what": p.what} for p in problems]})
+    elif problems:
+        for p in problems:
+            print(f"stanch: {args.case}: {p}", file=sys.stderr)
+    else:
+        print(f"ok: {entries} audit entries intact; chain head {head}")
+    return EXIT_CHECK if problems else EXIT_OK
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    _open(args).close()  # fail here, with a one-line error, before the console starts
+    from tui.app import run_console
+
+    run_console(args.case)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tui.demo import build_demo
+
+    path = build_demo(args.case, events=args.events, seed=args.seed, analyst=args.analyst,
+                      quiet=args.no_tui is False and sys.stdout.isatty())
+    if args.no_tui or not (sys.stdout.isatty() and sys.stdin.isatty()):
+        print(f"demo case ready: {path}")
+        print(f"  stanch info {path}    stanch credentials {path}    stanch events {path} --limit 20")
+        return EXIT_OK
+    from tui.app import run_console
+
+    run_console(str(path))
+    return EXIT_OK
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"stanch: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="stanch", description="Contain a stolen token: case file, blast radius, revocation, proof.")
+    p.add_argument("--analyst", metavar="NAME", help="who is acting (recorded in the audit chain; default user@host)")
+    p.add_argument("--version", action="version", version="stanch 0.1.0")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def add(name: str, fn: Any, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = add("new", cmd_new, "create a case file")
+    sp.add_argument("case")
+    sp.add_argument("--title")
+    sp = add("ingest", cmd_ingest, "read log files, directories, .gz or - (stdin) into a case")
+    sp.add_argument("case")
+    sp.add_argument("paths", nargs="+", metavar="PATH")
+    sp.add_argument("--format", metavar="NAME", help="skip detection (see `stanch formats`)")
+    sp.add_argument("--json", action="store_true")
+    sp = add("info", cmd_info, "summarise a case: counts, sources, window")
+    sp.add_argument("case")
+    sp.add_argument("--json", action="store_true")
+    sp = add("events", cmd_events, "list events in time order")
+    sp.add_argument("case")
+    sp.add_argument("--credential", metavar="KEY", help="a credential key (sha256:…, jti:…) or number")
+    sp.add_argument("--since", metavar="T")
+    sp.add_argument("--until", metavar="T")
+    sp.add_argument("--limit", type=int, default=100, metavar="N")
+    sp.add_argument("--json", action="store_true")
+    sp = add("credentials", cmd_credentials, "list credentials with keys, previews and use")
+    sp.add_argument("case")
+    sp.add_argument("--json", action="store_true")
+    sp = add("note", cmd_note, "add a note to the case (audited)")
+    sp.add_argument("case")
+    sp.add_argument("text")
+    sp.add_argument("--on", metavar="ROWREF", help="event:<id>, credential:<n> or source:<n>")
+    sp = add("case", lambda a: EXIT_USAGE, "case settings")
+    case_sub = sp.add_subparsers(dest="case_command", metavar="SUBCOMMAND", parser_class=_Parser, required=True)
+    sp = case_sub.add_parser("set", help="set the incident window, policy values or title")
+    sp.set_defaults(fn=cmd_case_set)
+    sp.add_argument("case")
+    sp.add_argument("--window-start", metavar="T")
+    sp.add_argument("--window-end", metavar="T")
+    sp.add_argument("--policy", action="append", metavar="KEY=VALUE")
+    sp.add_argument("--title")
+    sp = add("fingerprint", cmd_fingerprint, "read one token from stdin; print its keys and preview, never the token")
+    sp.add_argument("--json", action="store_true")
+    sp = add("formats", cmd_formats, "list the log formats stanch reads")
+    sp.add_argument("--json", action="store_true")
+    sp = add("verify", cmd_verify, "check the audit chain; exit 3 naming the table and row that changed")
+    sp.add_argument("case")
+    sp.add_argument("--json", action="store_true")
+    sp = add("open", cmd_open, "open a case in the console")
+    sp.add_argument("case")
+    sp = add("demo", cmd_demo, "build the demo incident (Salesloft-Drift style) and open it")
+    sp.add_argument("--no-tui", action="store_true", help="build the case and print where it is")
+    sp.add_argument("--case", type=Path, default=None, metavar="PATH", help="default: ./stanch-demo.stanch")
+    sp.add_argument("--events", type=int, default=50_000, metavar="N")
+    sp.add_argument("--seed", type=int, default=7, metavar="N")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from casefile.case import CaseError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "fn", None):
+        parser.print_help()
+        return EXIT_OK
+    try:
+        code = int(args.fn(args))
+    except (UserError, CaseError) as e:
+        print(f"stanch: {e}", file=sys.stderr)
+        code = EXIT_USER
+    except sqlite3.Error as e:
+        print(f"stanch: {getattr(args, 'case', '')}: SQLite says {e}; is another stanch writing to it?",
+              file=sys.stderr)
+        code = EXIT_USER
+    except KeyboardInterrupt:
+        print("stanch: interrupted; what was committed is kept (run the same command again to finish)",
+              file=sys.stderr)
+        code = 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = EXIT_OK
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

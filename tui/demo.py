@@ -1,0 +1,56 @@
+"""`stanch demo`: generate the bundled Salesloft-Drift-style incident, ingest it into a case."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from casefile.case import CaseError, create_case, open_case
+from casefile.ingest import ingest
+
+DEFAULT_PATH = Path("stanch-demo.stanch")
+TITLE = "Demo: third-party OAuth integration compromise (Salesloft Drift style, Aug 2025)"
+
+
+def _remove_old_demo(path: Path) -> None:
+    """Replace an earlier demo case, never anything else."""
+    if not path.exists():
+        return
+    try:
+        with open_case(path, upgrade=False) as case:
+            is_demo = case.meta().get("demo") == "1"
+    except CaseError:
+        is_demo = False
+    if not is_demo:
+        raise CaseError(f"{path}: exists and is not a stanch demo case; pass --case OTHER_PATH")
+    for suffix in ("", "-wal", "-shm"):
+        p = Path(f"{path}{suffix}")
+        if p.exists():
+            p.unlink()
+
+
+def build_demo(path: Path | None, events: int = 50_000, seed: int = 7, analyst: str | None = None,
+               quiet: bool = False) -> Path:
+    """Build the demo case at `path` (default ./stanch-demo.stanch) and return its path."""
+    import connectors  # noqa: F401  (registers the parsers)
+    from connectors.demo import generate
+
+    if events < 1000:
+        raise CaseError(f"--events {events}: the demo needs at least 1000 events to tell its story")
+    path = path or DEFAULT_PATH
+    _remove_old_demo(path)
+    with tempfile.TemporaryDirectory(prefix="stanch-demo-") as tmp:
+        files = generate(Path(tmp), events=events, seed=seed)
+        with create_case(path, title=TITLE, analyst=analyst,
+                         extra_meta={"demo": "1", "demo_seed": str(seed)}) as case:
+            summaries = ingest(case, [str(files.gateway), str(files.okta), str(files.vault)])
+            window = getattr(files, "window", None)
+            if window:
+                case.set_meta({"window_start": window[0], "window_end": window[1]})
+    for s in summaries:
+        if s.error:
+            raise CaseError(s.error)
+        if not quiet:
+            print(f"{os.path.basename(s.path)}: {s.format}: {s.events_added:,} events")
+    return path
