@@ -52,6 +52,8 @@ SHAPES: tuple[Shape, ...] = (
     _shape("vault-service-token", "vault-token", "hvs.", r"\bhvs\.[A-Za-z0-9_-]{20,}"),
     _shape("vault-batch-token", "vault-token", "hvb.", r"\bhvb\.[A-Za-z0-9_-]{20,}"),
     _shape("vault-recovery-token", "vault-token", "hvr.", r"\bhvr\.[A-Za-z0-9_-]{20,}"),
+    # Vault < 1.10 and OpenBao (which went back to them) mint `s.`/`b.`/`r.` tokens; 24+ mixed-case alnum.
+    _shape("vault-legacy-token", "vault-token", "s.", r"(?<![\w.])[sbr]\.(?=[A-Za-z0-9]*[A-Z])(?=[A-Za-z0-9]*[a-z])[A-Za-z0-9]{24,}\b"),
     _shape("stripe-secret-key", "api-key", "sk_", r"\b[sr]k_(?:live|test)_[0-9A-Za-z]{20,}"),
     _shape("stripe-webhook-secret", "client-secret", "whsec_", r"\bwhsec_[0-9A-Za-z]{20,}"),
     _shape("salesforce-access-token", "access", "00D", r"\b00D[A-Za-z0-9]{12,15}![A-Za-z0-9._]{20,}"),

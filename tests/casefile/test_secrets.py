@@ -79,3 +79,10 @@ def test_github_hashed_token_becomes_our_sha256_key():
     hashed = base64.b64encode(hashlib.sha256(tok.encode()).digest()).decode()
     assert secrets.github_hashed_token_key(hashed) == secrets.fingerprint(tok).keys[0]
     assert secrets.github_hashed_token_key("not base64!") is None
+
+
+def test_openbao_legacy_tokens_are_detected_but_hostnames_are_not():
+    tok = "s." + "YAfHoFAKEfake" * 2  # OpenBao 2.7 still mints `s.` service tokens
+    assert secrets.classify(tok).name == "vault-legacy-token"
+    assert secrets.preview(tok) == "s.…fake"
+    assert secrets.find_secrets("see s.example.com or s.lowercaseonlylettersxxxxxxxx") == []
