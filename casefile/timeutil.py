@@ -90,9 +90,10 @@ def _from_epoch(text: str) -> str:
 def to_micros(iso: str) -> int:
     """Microseconds since the epoch for a stored `...Z` time (the fraction truncated to µs)."""
     base, _, frac = iso.rstrip("Z").partition(".")
-    dt = datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    dt = datetime(int(base[0:4]), int(base[5:7]), int(base[8:10]), int(base[11:13]), int(base[14:16]),
+                  int(base[17:19]), tzinfo=UTC)
     micros = int((frac + "000000")[:6]) if frac else 0
-    return int(dt.timestamp()) * 1_000_000 + micros
+    return (int(dt.timestamp()) * 1_000_000) + micros
 
 
 def parse_when(value: str, now: datetime | None = None) -> str:

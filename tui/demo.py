@@ -10,6 +10,8 @@ from casefile.case import CaseError, create_case, open_case
 from casefile.ingest import ingest
 
 DEFAULT_PATH = Path("stanch-demo.stanch")
+# GTIG/Salesforce: UNC6395 used the stolen Drift tokens from 8 to at least 18 August 2025 (incidents.md §1.2).
+ADVISORY_WINDOW = ("2025-08-08T00:00:00Z", "2025-08-18T23:59:59Z")
 TITLE = "Demo: third-party OAuth integration compromise (Salesloft Drift style, Aug 2025)"
 
 
@@ -36,8 +38,8 @@ def build_demo(path: Path | None, events: int = 50_000, seed: int = 7, analyst: 
     import connectors  # noqa: F401  (registers the parsers)
     from connectors.demo import generate
 
-    if events < 1000:
-        raise CaseError(f"--events {events}: the demo needs at least 1000 events to tell its story")
+    if events < 2000:
+        raise CaseError(f"--events {events}: the demo needs at least 2000 events to tell its story")
     path = path or DEFAULT_PATH
     _remove_old_demo(path)
     with tempfile.TemporaryDirectory(prefix="stanch-demo-") as tmp:
@@ -45,9 +47,8 @@ def build_demo(path: Path | None, events: int = 50_000, seed: int = 7, analyst: 
         with create_case(path, title=TITLE, analyst=analyst,
                          extra_meta={"demo": "1", "demo_seed": str(seed)}) as case:
             summaries = ingest(case, [str(files.gateway), str(files.okta), str(files.vault)])
-            window = getattr(files, "window", None)
-            if window:
-                case.set_meta({"window_start": window[0], "window_end": window[1]})
+            # What a responder knows on day one: the advisory's theft window, not the generator's truth.
+            case.set_meta({"window_start": ADVISORY_WINDOW[0], "window_end": ADVISORY_WINDOW[1]})
     for s in summaries:
         if s.error:
             raise CaseError(s.error)

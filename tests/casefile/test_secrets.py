@@ -86,3 +86,26 @@ def test_openbao_legacy_tokens_are_detected_but_hostnames_are_not():
     assert secrets.classify(tok).name == "vault-legacy-token"
     assert secrets.preview(tok) == "s.…fake"
     assert secrets.find_secrets("see s.example.com or s.lowercaseonlylettersxxxxxxxx") == []
+
+
+def test_the_cheap_prefilter_never_hides_a_detector_match():
+    # The shortest value each detector accepts must still pass may_contain_secret's prefilter.
+    examples = {
+        "github-fine-grained-pat": "github_pat_" + "a" * 20, "github-classic-pat": "ghp_" + "a" * 20,
+        "github-oauth": "gho_" + "a" * 20, "github-user-to-server": "ghu_" + "a" * 20,
+        "github-server-to-server": "ghs_" + "a" * 20, "github-refresh": "ghr_" + "a" * 20,
+        "gitlab-pat": "glpat-" + "a" * 16, "slack-token": "xoxb-" + "1" * 10, "slack-app-token": "xapp-" + "1" * 10,
+        "slack-webhook": "https://hooks.slack.com/services/" + "T" * 20, "aws-access-key-id": "ASIA" + "A" * 16,
+        "google-access-token": "ya29." + "a" * 20, "google-refresh-token": "1//" + "a" * 30,
+        "google-api-key": "AIza" + "a" * 30, "google-client-secret": "GOCSPX-" + "a" * 20,
+        "vault-service-token": "hvs." + "a" * 20, "vault-batch-token": "hvb." + "a" * 20,
+        "vault-recovery-token": "hvr." + "a" * 20, "vault-legacy-token": "b." + "aB" * 12,
+        "stripe-secret-key": "rk_test_" + "a" * 20, "stripe-webhook-secret": "whsec_" + "a" * 20,
+        "salesforce-access-token": "00D" + "a" * 12 + "!" + "b" * 20,
+        "salesforce-sfdx-auth-url": "force://a::b@c", "jwt": "eyJ" + "a" * 8 + ".eyJ" + "a" * 8 + ".",
+        "private-key": "-----BEGIN EC PRIVATE KEY-----",
+    }
+    assert set(examples) == {s.name for s in secrets.SHAPES}
+    for name, value in examples.items():
+        assert secrets.classify(value) is not None and secrets.classify(value).name == name, name
+        assert secrets.may_contain_secret(value), name
