@@ -153,3 +153,44 @@ def test_unreadable_time_is_a_malformed_line_not_a_crash(tmp_path, case_path):
         [s] = ingest(case, [str(f)], format_name="toy-jsonl")
         assert s.events_added == 1 and s.malformed == 1
         assert s.problems[0]["line"] == 1 and "time" in s.problems[0]["reason"]
+
+
+def test_progress_is_reported_per_batch_and_at_the_end(tmp_path, case_path, monkeypatch):
+    import casefile.ingest as ingest_mod
+
+    monkeypatch.setattr(ingest_mod, "BATCH", 10)
+    f = _write(tmp_path / "p.jsonl", [_line(id=str(i)) for i in range(25)])
+    seen = []
+    with create_case(case_path) as case:
+        ingest(case, [str(f)], format_name="toy-jsonl", progress=lambda name, n: seen.append(n))
+        batches = case.conn.execute("SELECT count(*) FROM audit WHERE operation = 'ingest.batch'").fetchone()[0]
+    assert seen == [10, 20, 25]
+    assert batches == 3  # one transaction, and one audit entry, per batch
+
+
+def test_a_parser_that_dies_mid_file_loses_nothing_stored_and_a_rerun_completes(tmp_path, case_path, monkeypatch):
+    import casefile.ingest as ingest_mod
+
+    monkeypatch.setattr(ingest_mod, "BATCH", 10)
+    f = _write(tmp_path / "d.jsonl", [_line(id=str(i)) for i in range(30)])
+
+    def dying(src):
+        for item in toy.parse(src):
+            if item.line == 25:
+                raise RuntimeError("parser bug")
+            yield item
+
+    flaky = formats.register(formats.Format("toy-dying", "toy", "dies at line 25", dying, lambda h: 0.0))
+    try:
+        with create_case(case_path) as case:
+            [s] = ingest(case, [str(f)], format_name="toy-dying")
+            assert s.error and "stopped after 24 events" in s.error
+            assert case.conn.execute("SELECT count(*) FROM events").fetchone()[0] == 24
+            assert case.conn.execute("SELECT status FROM sources").fetchone()[0] == "failed"
+            [again] = ingest(case, [str(f)], format_name="toy-jsonl")  # not skipped: the first try failed
+            assert (again.events_added, again.duplicates) == (6, 24)
+            from casefile.audit import verify
+
+            assert verify(case.conn)[2] == []
+    finally:
+        formats._REGISTRY.pop(flaky.name)
