@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import orjson
@@ -123,8 +122,3 @@ def fingerprint_token(raw: str) -> dict[str, Any]:
     fp = fingerprint(raw)
     return {"keys": list(fp.keys), "preview": fp.preview, "kind": fp.kind, "shape": fp.shape,
             "claims": {k: v for k, v in fp.claims.items() if k != "cnf"}}
-
-
-def connection_ok(conn: sqlite3.Connection) -> bool:
-    """A cheap integrity check (quick_check)."""
-    return bool(conn.execute("PRAGMA quick_check").fetchone()[0] == "ok")

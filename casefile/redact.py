@@ -95,8 +95,6 @@ class Redactor:
         if is_secret_field(name):
             low = name.lower()
             where = "auth" if low in AUTH_FIELDS or low.replace("_", "-") in AUTH_FIELDS else "data"
-            if low in ("cookie", "set-cookie"):
-                return self._mark(value, where, name)
             return self._mark(value, where, name)
         return self.text(value, name)
 
