@@ -12,7 +12,7 @@ import getpass
 import hashlib
 import socket
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,21 +22,49 @@ from casefile.timeutil import now_iso
 
 GENESIS = "0" * 64
 
-# The columns each audited table's row hash covers: what the row says, not derived links.
+# What each audited table's row hash covers: what the row says, not derived links.
 # (events.credential_id moves when two credentials merge; cred_keys, which it derives from, is covered.)
-AUDITED: dict[str, tuple[str, ...]] = {
-    "events": (
-        "rowid", "id", "ts", "time", "vendor", "action", "outcome", "cred_keys", "subject_keys", "principal",
-        "client", "src_ip", "user_agent", "country", "city", "asn", "method", "resource", "status", "bytes",
-        "rows", "vendor_type", "vendor_id", "request_id", "session_id", "raw", "source_id", "line", "audit_seq",
-    ),
-    "notes": ("rowid", "time", "who", "text", "on_ref", "audit_seq"),
-}
+# Events: row_hash = H(id, source_id, content_hash), computed by the ingest workers (the content hash
+# covers casefile.prepare.CONTENT_COLUMNS). rowid is not hashed (SQLite assigns it): the digest of an
+# operation's rows, taken in rowid order, pins the order; `verify` checks each row's audit_seq against
+# the entry whose range holds it.
+EVENT_CONTENT = (
+    "ts", "time", "vendor", "action", "outcome", "cred_keys", "subject_keys", "principal", "client", "src_ip",
+    "user_agent", "country", "city", "asn", "method", "resource", "status", "bytes", "rows", "vendor_type",
+    "vendor_id", "request_id", "session_id", "raw", "line",
+)
+NOTE_COLUMNS = ("rowid", "time", "who", "text", "on_ref", "audit_seq")
+
+
+def event_row_hash(event_id: str, source_id: int | None, content: str) -> str:
+    """An event's row hash from its id, its source and its content hash."""
+    return hashlib.sha256(f"{event_id}\x00{source_id}\x00{content}".encode()).hexdigest()[:32]
+
+
+def event_content_hash(values: Sequence[Any]) -> str:
+    """Hash of an event's content columns (EVENT_CONTENT order)."""
+    return hashlib.sha256(orjson.dumps(list(values))).hexdigest()[:32]
 
 
 def row_hash(values: Sequence[Any]) -> str:
-    """Hash of one row's audited column values, in AUDITED order."""
+    """Hash of a note's audited column values (NOTE_COLUMNS order)."""
     return hashlib.sha256(orjson.dumps(list(values))).hexdigest()[:32]
+
+
+def _event_check(row: Sequence[Any]) -> str:
+    # row: id, source_id, audit_seq, *EVENT_CONTENT
+    return event_row_hash(row[0], row[1], event_content_hash(row[3:]))
+
+
+def _note_check(row: Sequence[Any]) -> str:
+    return row_hash(row)
+
+
+# table -> (columns selected for the check, function computing the expected row hash from them)
+AUDITED: dict[str, tuple[tuple[str, ...], Callable[[Sequence[Any]], str]]] = {
+    "events": (("id", "source_id", "audit_seq", *EVENT_CONTENT), _event_check),
+    "notes": (NOTE_COLUMNS, _note_check),
+}
 
 
 def rows_digest(hashes: Iterable[str]) -> str:
@@ -91,14 +119,13 @@ def append(conn: sqlite3.Connection, who: str, operation: str, details: dict[str
 def record_rows(conn: sqlite3.Connection, tbl: str, after_rowid: int, seq: int, who: str, operation: str,
                 details: dict[str, Any] | None = None) -> int:
     """Audit the rows of `tbl` written since `after_rowid` (inside the caller's transaction); returns their count."""
-    cols = ", ".join(AUDITED[tbl])
     hashes: list[str] = []
     lo = hi = None
-    for row in conn.execute(f"SELECT {cols}, row_hash FROM {tbl} WHERE rowid > ? ORDER BY rowid", (after_rowid,)):
+    for rowid, rh in conn.execute(f"SELECT rowid, row_hash FROM {tbl} WHERE rowid > ? ORDER BY rowid", (after_rowid,)):
         if lo is None:
-            lo = row[0]
-        hi = row[0]
-        hashes.append(row[-1])
+            lo = rowid
+        hi = rowid
+        hashes.append(rh)
     if not hashes:
         return 0
     append(conn, who, operation, details, tbl, lo, hi, len(hashes), rows_digest(hashes), seq=seq)
@@ -140,16 +167,16 @@ def verify(conn: sqlite3.Connection) -> tuple[str, int, list[Tamper]]:
             ranges[tbl].append((lo, hi, seq, n, digest))
         prev = h
         expected = seq + 1
-    for tbl, cols in AUDITED.items():
-        problems.extend(_verify_rows(conn, tbl, cols, sorted(ranges[tbl])))
+    for tbl, (cols, check) in AUDITED.items():
+        problems.extend(_verify_rows(conn, tbl, cols, check, sorted(ranges[tbl])))
     return prev, count, problems
 
 
-def _verify_rows(conn: sqlite3.Connection, tbl: str, cols: tuple[str, ...],
+def _verify_rows(conn: sqlite3.Connection, tbl: str, cols: tuple[str, ...], check: Callable[[Sequence[Any]], str],
                  ranges: list[tuple[int, int, int, int | None, str | None]]) -> list[Tamper]:
     """Walk `tbl` in rowid order beside the audited ranges, naming each row edited, inserted or deleted."""
     problems: list[Tamper] = []
-    seq_col = cols.index("audit_seq")
+    seq_col = 2 + cols.index("audit_seq")
     ri = 0
     current: list[str] = []
     expected_next = ranges[0][0] if ranges else 0
@@ -163,8 +190,8 @@ def _verify_rows(conn: sqlite3.Connection, tbl: str, cols: tuple[str, ...],
             # Row hashes were rewritten to match edited content: the operation's digest still catches it.
             problems.append(Tamper(tbl, None, f"rows {lo}-{hi} written by audit entry {seq} no longer match its digest"))
 
-    for row in conn.execute(f"SELECT {', '.join(cols)}, row_hash FROM {tbl} ORDER BY rowid"):
-        rowid, stored = row[0], row[-1]
+    for row in conn.execute(f"SELECT rowid, row_hash, {', '.join(cols)} FROM {tbl} ORDER BY rowid"):
+        rowid, stored = row[0], row[1]
         while ri < len(ranges) and rowid > ranges[ri][1]:
             close_range()
             ri += 1
@@ -178,7 +205,7 @@ def _verify_rows(conn: sqlite3.Connection, tbl: str, cols: tuple[str, ...],
         expected_next = rowid + 1
         if row[seq_col] != ranges[ri][2]:
             problems.append(Tamper(tbl, rowid, "names another audit entry than the one that wrote it"))
-        if row_hash(row[:-1]) != stored:
+        if check(row[2:]) != stored:
             problems.append(Tamper(tbl, rowid, "was edited (its content does not match its hash)"))
         current.append(stored)
     while ri < len(ranges):

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from casefile import audit
-from casefile.schema import SCHEMA_VERSION, migrate
+from casefile.schema import SCHEMA_VERSION, ensure_derived, migrate
 from casefile.timeutil import now_iso
 
 APP_NAME = "stanch"
@@ -120,6 +120,7 @@ def _connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA temp_store = MEMORY")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: index pages of a large case stay in memory
     return conn
 
 
@@ -176,4 +177,6 @@ def open_case(path: str | os.PathLike[str], analyst: str | None = None, upgrade:
         migrate(conn, version)
         with case.transaction():
             audit.append(conn, case.analyst, "case.migrate", {"from": version, "to": SCHEMA_VERSION})
+    if upgrade:
+        ensure_derived(conn)  # an ingest killed mid-way may have left indexes or full-text rows to build
     return case

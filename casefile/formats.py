@@ -42,6 +42,9 @@ class Format:
     parse: ParseFn
     sniff: SniffFn
     version: str = "1"
+    # Given the first lines, True when any run of whole lines parses on its own (JSON lines, access logs):
+    # then ingest may parse chunks of the file in worker processes. None: always one stream.
+    splittable: Callable[[list[str]], bool] | None = None
 
 
 _REGISTRY: dict[str, Format] = {}
@@ -65,6 +68,17 @@ def all_formats() -> list[Format]:
 
 class DetectionError(ValueError):
     """No format, or more than one, fits a file's first lines."""
+
+
+def json_lines(head: list[str]) -> bool:
+    """`splittable` for JSON-lines formats: the first record is one complete object on one line."""
+    first = head[0].strip() if head else ""
+    return first.startswith("{") and first.endswith("}")
+
+
+def always(head: list[str]) -> bool:
+    """`splittable` for formats where every line stands alone (access logs)."""
+    return True
 
 
 def detect(head: list[str], source_name: str) -> Format:

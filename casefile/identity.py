@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
+from typing import Any
 
 from casefile.records import CredentialRef
+from casefile.timeutil import micros_to_iso
 
 KEY_KINDS = ("sha256", "sha256/16", "jti", "vault-accessor", "vault-hmac", "okta-token", "github-token",
              "aws-key", "sf-token")
 
 _FACTS = ("kind", "issuer", "client", "principal", "scopes", "issued_at", "expires_at", "binding", "preview")
+# Order of the facts handed to `resolve_keys` (the same as casefile.prepare.REF_FACTS).
+_REF_ORDER = ("kind", "issuer", "client", "principal", "scopes", "preview", "binding", "issued_at", "expires_at")
 
 
 class KeyError_(ValueError):
@@ -49,8 +53,6 @@ def expand_keys(keys: tuple[str, ...]) -> list[str]:
 class _Facts:
     first: int | None = None
     last: int | None = None
-    first_iso: str | None = None
-    last_iso: str | None = None
     values: dict[str, str] = field(default_factory=dict)
 
 
@@ -60,10 +62,12 @@ class Resolver:
     def __init__(self, conn: sqlite3.Connection, source_id: int | None = None) -> None:
         self.conn = conn
         self.source_id = source_id
-        self._cache: dict[str, int] = {}
+        self._cache: dict[str, int] = {}  # key -> credential
+        self._by_keys: dict[str, int] = {}  # an event's joined keys -> credential (the hot path)
         self._facts: dict[int, _Facts] = {}
         self.created = 0
         self.merged = 0
+        self.redirect: dict[int, int] = {}
 
     def _lookup(self, key: str) -> int | None:
         cid = self._cache.get(key)
@@ -75,12 +79,36 @@ class Resolver:
             return int(row[0])
         return None
 
-    def resolve(self, ref: CredentialRef, ts: int, iso: str) -> tuple[int, str]:
+    def resolve(self, ref: CredentialRef, ts: int) -> tuple[int, str]:
         """Credential id for `ref` (created or merged as needed) and the space-joined keys it gave."""
-        keys = expand_keys(ref.keys)
+        keys = " ".join(expand_keys(ref.keys))
+        return self.resolve_keys(keys, [getattr(ref, f) for f in _REF_ORDER], ts), keys
+
+    def resolve_keys(self, keys: str, facts: list[Any], ts: int) -> int:
+        """Credential id for space-joined, already expanded `keys`; `facts` in `casefile.prepare.REF_FACTS` order."""
+        cid = self._by_keys.get(keys)
+        if cid is None:
+            cid = self._resolve_slow(tuple(keys.split(" ")), str(facts[0] or "unknown"))
+            if len(self._by_keys) >= 1 << 20:
+                self._by_keys.clear()
+            self._by_keys[keys] = cid
+        f = self._facts.get(cid)
+        if f is None:
+            f = self._facts[cid] = _Facts()
+        if f.first is None or ts < f.first:
+            f.first = ts
+        if f.last is None or ts > f.last:
+            f.last = ts
+        if len(f.values) < len(_REF_ORDER):
+            for name, v in zip(_REF_ORDER, facts, strict=True):
+                if v and name not in f.values and not (name == "kind" and v == "unknown"):
+                    f.values[name] = str(v)
+        return cid
+
+    def _resolve_slow(self, keys: tuple[str, ...], kind: str) -> int:
         ids = {cid for cid in (self._lookup(k) for k in keys) if cid is not None}
         if not ids:
-            cur = self.conn.execute("INSERT INTO credentials(kind) VALUES (?)", (ref.kind,))
+            cur = self.conn.execute("INSERT INTO credentials(kind) VALUES (?)", (kind,))
             cid = int(cur.lastrowid or 0)
             self.created += 1
         else:
@@ -95,21 +123,13 @@ class Resolver:
                     (k, cid, self.source_id),
                 )
                 self._cache[k] = cid
-        self._note(cid, ref, ts, iso)
-        return cid, " ".join(keys)
+        return cid
 
-    def _note(self, cid: int, ref: CredentialRef, ts: int, iso: str) -> None:
-        f = self._facts.get(cid)
-        if f is None:
-            f = self._facts[cid] = _Facts()
-        if f.first is None or ts < f.first:
-            f.first, f.first_iso = ts, iso
-        if f.last is None or ts > f.last:
-            f.last, f.last_iso = ts, iso
-        for name in _FACTS:
-            v = getattr(ref, name)
-            if v and name not in f.values and not (name == "kind" and v == "unknown"):
-                f.values[name] = v
+    def final(self, cid: int | None) -> int | None:
+        """Where a credential id ended up after merges in this ingest (rows not yet inserted hold old ids)."""
+        while cid is not None and cid in self.redirect:
+            cid = self.redirect[cid]
+        return cid
 
     def _merge(self, loser: int, winner: int) -> None:
         """Two keys met in one event: they name one secret. Fold `loser` into `winner`."""
@@ -131,15 +151,19 @@ class Resolver:
         for k, v in list(self._cache.items()):
             if v == loser:
                 self._cache[k] = winner
+        for k, v in list(self._by_keys.items()):
+            if v == loser:
+                self._by_keys[k] = winner
         moved = self._facts.pop(loser, None)
         if moved is not None:
             target = self._facts.setdefault(winner, _Facts())
             for name, value in moved.values.items():
                 target.values.setdefault(name, value)
             if moved.first is not None and (target.first is None or moved.first < target.first):
-                target.first, target.first_iso = moved.first, moved.first_iso
+                target.first = moved.first
             if moved.last is not None and (target.last is None or moved.last > target.last):
-                target.last, target.last_iso = moved.last, moved.last_iso
+                target.last = moved.last
+        self.redirect[loser] = winner
         self.merged += 1
 
     def flush(self) -> None:
@@ -147,14 +171,18 @@ class Resolver:
         for cid, f in self._facts.items():
             sets = [f"{n} = coalesce({n}, ?)" for n in f.values]
             params: list[object] = list(f.values.values())
+            first = micros_to_iso(f.first) if f.first is not None else None
+            last = micros_to_iso(f.last) if f.last is not None else None
             sets.append("first_seen = CASE WHEN first_seen IS NULL OR first_seen > ? THEN ? ELSE first_seen END")
-            params += [f.first_iso, f.first_iso]
+            params += [first, first]
             sets.append("last_used = CASE WHEN last_used IS NULL OR last_used < ? THEN ? ELSE last_used END")
-            params += [f.last_iso, f.last_iso]
+            params += [last, last]
             self.conn.execute(f"UPDATE credentials SET {', '.join(sets)} WHERE id = ?", (*params, cid))
         self._facts.clear()
 
     def forget(self) -> None:
         """Drop cached keys (after a rolled-back batch the cache may name rows that no longer exist)."""
         self._cache.clear()
+        self._by_keys.clear()
         self._facts.clear()
+        self.redirect.clear()

@@ -1,14 +1,15 @@
-"""Streaming ingest: parse → redact → resolve credentials → batched, audited inserts.
+"""Streaming ingest: parse → prepare (workers) → resolve credentials → batched, audited inserts (one writer).
 
-Constant memory per file (a batch at a time), one transaction per batch, each batch audited.
-Re-ingesting a file already ingested adds nothing: a finished source with the same SHA-256 is
-skipped, and every event has a stable id (vendor id, or the hash of its normalised line plus
-its occurrence number in the file) so a re-read of a partly ingested file inserts only the rest.
+Constant memory per file (a bounded number of chunks in flight), one transaction per batch, each
+batch audited. Re-ingesting a file already ingested adds nothing: a finished source with the same
+SHA-256 is skipped, and every event has a stable id (vendor id, or the hash of its normalised line
+plus its occurrence number in the file), so a re-read of a partly ingested file — after a crash or
+Ctrl-C — inserts only the rest.
 """
 
 from __future__ import annotations
 
-import hashlib
+import os
 import time as _time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -18,26 +19,39 @@ import orjson
 
 from casefile import audit, formats
 from casefile.case import Case, CaseError
-from casefile.identity import KeyError_, Resolver
-from casefile.records import ACTIONS, CredentialRef, Parsed, Problem
-from casefile.redact import redact
-from casefile.secrets import Fingerprint
-from casefile.sources import FileSource, expand
-from casefile.timeutil import TimeError, micros_to_iso, now_iso, to_micros, to_utc_iso
-
-BATCH = 5000
-KEEP_PROBLEMS = 100
-
-# Column order of the INSERT; rowid is assigned by stanch so the row hash can cover it.
-_INSERT_COLS = ("rowid", "id", "ts", "time", "vendor", "action", "outcome", "credential_id", "subject_credential_id",
-                "cred_keys", "subject_keys", "principal", "client", "src_ip", "user_agent", "country", "city", "asn",
-                "method", "resource", "status", "bytes", "rows", "vendor_type", "vendor_id", "request_id",
-                "session_id", "raw", "source_id", "line", "audit_seq")
-_INSERT = (
-    f"INSERT OR IGNORE INTO events({', '.join(_INSERT_COLS)}, row_hash)"
-    f" VALUES ({','.join('?' * (len(_INSERT_COLS) + 1))})"
+from casefile.identity import Resolver
+from casefile.pipeline import Chunk, ParserFailed, prepared_chunks, workers_for
+from casefile.prepare import (
+    P_COLUMNS,
+    P_CONTENT_HASH,
+    P_CRED_FACTS,
+    P_CRED_KEYS,
+    P_DIGEST,
+    P_ID,
+    P_LINE,
+    P_ROW_HASH,
+    P_SUBJ_FACTS,
+    P_SUBJ_KEYS,
 )
-_AUDITED_IDX = tuple(_INSERT_COLS.index(c) for c in audit.AUDITED["events"])
+from casefile.schema import drop_secondary_indexes, ensure_derived
+from casefile.sources import FileSource, expand
+from casefile.timeutil import now_iso
+
+# Events per transaction (and per audit entry). STANCH_INGEST_BATCH overrides it (tests use small ones).
+BATCH = int(os.environ.get("STANCH_INGEST_BATCH", "20000"))
+KEEP_PROBLEMS = 100
+# Occurrence numbers for events without a vendor id: identical lines share a timestamp, so they sit close
+# together in a log; remembering the most recent distinct lines bounds memory on files of any size.
+OCCURRENCE_WINDOW = 1 << 18
+
+_COLS = ("id", "ts", "time", "vendor", "action", "outcome", "credential_id", "subject_credential_id",
+         "cred_keys", "subject_keys", "principal", "client", "src_ip", "user_agent", "country", "city", "asn",
+         "method", "resource", "status", "bytes", "rows", "vendor_type", "vendor_id", "request_id",
+         "session_id", "raw", "source_id", "line", "audit_seq", "row_hash")
+_INSERT = f"INSERT OR IGNORE INTO events({', '.join(_COLS)}) VALUES ({','.join('?' * len(_COLS))})"
+# A file at least this large going into an empty case is a bulk load: secondary indexes are built once
+# at the end instead of row by row.
+BULK_MIN_BYTES = 64 << 20
 
 
 @dataclass(slots=True)
@@ -56,6 +70,7 @@ class FileSummary:
     problems: list[dict[str, Any]] = field(default_factory=list)
     already_ingested: bool = False
     credentials_created: int = 0
+    workers: int = 0
     seconds: float = 0.0
     error: str | None = None
 
@@ -67,8 +82,11 @@ ProgressFn = Callable[[str, int], None]
 
 
 def ingest(case: Case, paths: Iterable[str], format_name: str | None = None,
-           progress: ProgressFn | None = None) -> list[FileSummary]:
-    """Ingest files, directories or `-` (stdin). Format is detected per file unless `format_name` is given."""
+           progress: ProgressFn | None = None, workers: int | None = None) -> list[FileSummary]:
+    """Ingest files, directories or `-` (stdin). Format is detected per file unless `format_name` is given.
+
+    `workers`: parser processes per file (None: decided per file from its size and format; 0: none).
+    """
     fmt = None
     if format_name is not None:
         fmt = formats.get(format_name)
@@ -79,12 +97,12 @@ def ingest(case: Case, paths: Iterable[str], format_name: str | None = None,
         sources = expand(list(paths))
     except FileNotFoundError as e:
         raise CaseError(str(e)) from e
-    return [ingest_source(case, src, fmt, progress) for src in sources]
+    return [ingest_source(case, src, fmt, progress, workers) for src in sources]
 
 
 def ingest_source(case: Case, src: FileSource, fmt: formats.Format | None = None,
-                  progress: ProgressFn | None = None) -> FileSummary:
-    """Ingest one file. Detection failures are reported in the summary (`error`), never raised."""
+                  progress: ProgressFn | None = None, workers: int | None = None) -> FileSummary:
+    """Ingest one file. Detection failures and parser crashes are reported in the summary, never raised."""
     started = _time.perf_counter()
     summary = FileSummary(path=src.name)
     digest = src.sha256()
@@ -97,46 +115,68 @@ def ingest_source(case: Case, src: FileSource, fmt: formats.Format | None = None
         summary.source_id, summary.format = done
         summary.seconds = _time.perf_counter() - started
         return summary
+    head = src.head()
     if fmt is None:
         try:
-            fmt = formats.detect(src.head(), src.name)
+            fmt = formats.detect(head, src.name)
         except formats.DetectionError as e:
             summary.error = str(e)
             return summary
     summary.format = fmt.name
+    n_workers = workers_for(fmt, src, head) if workers is None else (workers if fmt.splittable and
+                                                                     fmt.splittable(head) else 0)
+    summary.workers = n_workers
     with case.transaction() as c:
+        # An earlier attempt at this file that never finished (crash, kill, Ctrl-C) is marked as such;
+        # its events stay, and this run adds only what it did not store.
+        stale = [r[0] for r in c.execute("SELECT id FROM sources WHERE sha256 = ? AND status = 'running'", (digest,))]
+        if stale:
+            c.execute(f"UPDATE sources SET status = 'interrupted' WHERE id IN ({','.join('?' * len(stale))})", stale)
         cur = c.execute(
             "INSERT INTO sources(path, vendor, format, parser_version, sha256, size, started_at, status, analyst)"
             " VALUES (?,?,?,?,?,?,?, 'running', ?)",
             (src.name, fmt.vendor, fmt.name, fmt.version, digest, src.size(), now_iso(), case.analyst),
         )
         source_id = int(cur.lastrowid or 0)
-        audit.append(c, case.analyst, "ingest.start",
-                     {"source": source_id, "path": src.name, "format": fmt.name, "sha256": digest})
+        audit.append(c, case.analyst, "ingest.start", {"source": source_id, "path": src.name, "format": fmt.name,
+                                                        "sha256": digest, "resumes": stale})
     summary.source_id = source_id
+    bulk = _bulk_load(case, src)
+    if bulk:
+        drop_secondary_indexes(case.conn)
     writer = _BatchWriter(case, source_id, fmt, summary)
     try:
-        for item in fmt.parse(src):
-            if isinstance(item, Problem):
-                writer.problem(item)
-                continue
-            writer.add(item)
-            if len(writer.pending) >= BATCH:
+        for chunk in prepared_chunks(fmt, src, n_workers, source_id):
+            writer.add(chunk)
+            if writer.pending >= BATCH:
                 writer.flush()
                 if progress:
                     progress(src.name, summary.events_seen)
         writer.flush()
-    except Exception as e:  # a parser bug must not lose what was stored; the source stays resumable
+    except ParserFailed as e:  # a parser bug must not lose what was stored; the source stays resumable
         writer.flush()
-        summary.error = f"{src.name}: parser {fmt.name} stopped after {summary.events_seen} events: {e!r}"
+        summary.error = f"{src.name}: parser {fmt.name} stopped after {summary.events_seen} events: {e}"
+        ensure_derived(case.conn)
         _finish(case, source_id, summary, status="failed")
         summary.seconds = _time.perf_counter() - started
         return summary
+    # Full-text rows for this file, and the indexes a bulk load deferred (a crash before this point
+    # leaves them to the next open of the case: see casefile.schema.ensure_derived).
+    ensure_derived(case.conn)
     if progress:
         progress(src.name, summary.events_seen)
+    summary.credentials_created = writer.resolver.created
     _finish(case, source_id, summary, status="done")
     summary.seconds = _time.perf_counter() - started
     return summary
+
+
+def _bulk_load(case: Case, src: FileSource) -> bool:
+    try:
+        big = src.size() >= BULK_MIN_BYTES
+    except OSError:
+        return False
+    return big and case.conn.execute("SELECT 1 FROM events LIMIT 1").fetchone() is None
 
 
 def _finish(case: Case, source_id: int, summary: FileSummary, status: str) -> None:
@@ -159,55 +199,72 @@ class _BatchWriter:
         self.source_id = source_id
         self.fmt = fmt
         self.summary = summary
-        self.pending: list[Parsed] = []
-        self.occurrences: dict[bytes, int] = {}
+        self.chunks: list[Chunk] = []
+        self.pending = 0
+        self.occurrences: dict[str, int] = {}
         self.resolver = Resolver(case.conn, source_id)
 
-    def problem(self, p: Problem) -> None:
-        if p.kind == "skipped":
+    def problem(self, line: int, kind: str, reason: str) -> None:
+        if kind == "skipped":
             self.summary.skipped += 1
         else:
             self.summary.malformed += 1
         if len(self.summary.problems) < KEEP_PROBLEMS:
-            self.summary.problems.append({"line": p.line, "kind": p.kind, "reason": p.reason})
+            self.summary.problems.append({"line": line, "kind": kind, "reason": reason})
 
-    def add(self, parsed: Parsed) -> None:
-        self.summary.events_seen += 1
-        self.pending.append(parsed)
+    def add(self, chunk: Chunk) -> None:
+        self.chunks.append(chunk)
+        self.pending += len(chunk)
 
-    def _event_id(self, parsed: Parsed) -> str:
-        ev = parsed.event
-        if ev.vendor_id:
-            return f"{ev.vendor}:{ev.vendor_id}"
-        text = parsed.id_text if parsed.id_text is not None else orjson.dumps(ev.raw, option=orjson.OPT_SORT_KEYS).decode()
-        h = hashlib.sha256(f"{self.fmt.name}\n{text.strip()}".encode()).digest()[:16]
-        n = self.occurrences.get(h, 0)
-        self.occurrences[h] = n + 1
-        return f"{ev.vendor}:h{h.hex()}:{n}"
+    def _event_id(self, vendor: str, digest: str) -> str:
+        occ = self.occurrences
+        n = occ.get(digest, 0)
+        occ[digest] = n + 1
+        if len(occ) > OCCURRENCE_WINDOW:
+            # keep the most recent half (dicts keep insertion order)
+            keep = list(occ.items())[len(occ) // 2:]
+            occ.clear()
+            occ.update(keep)
+        return f"{vendor}:h{digest}:{n}"
 
     def flush(self) -> None:
-        if not self.pending:
+        if not self.chunks:
             return
-        batch, self.pending = self.pending, []
+        chunks, self.chunks, self.pending = self.chunks, [], 0
         c = self.case.conn
+        source_id = self.source_id
+        resolve = self.resolver.resolve_keys
+        event_row_hash = audit.event_row_hash
         try:
             c.execute("BEGIN IMMEDIATE")
             seq, _ = audit.next_seq(c)
             before = c.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
-            next_rowid = before + 1
-            inserted = seen = 0
-            for parsed in batch:
-                # Insert as we go: a later event in this batch may merge two credentials, and the merge
-                # must find the earlier rows in the table to move them.
-                row = self._row(parsed, seq)
-                if row is None:
-                    continue
-                seen += 1
-                values = (next_rowid, *row)  # stanch assigns rowid so the row hash can cover it
-                cur = c.execute(_INSERT, (*values, audit.row_hash([values[i] for i in _AUDITED_IDX])))
-                if cur.rowcount:  # 0 when the stable id is already there
-                    next_rowid += 1
-                    inserted += 1
+            merged_before = self.resolver.merged
+            rows: list[tuple[Any, ...]] = []
+            append = rows.append
+            for chunk in chunks:
+                for line, kind, reason in chunk.problems:
+                    self.problem(line, kind, reason)
+                self.summary.events_seen += len(chunk.events)
+                for p in chunk.events:
+                    ts = p[P_COLUMNS]
+                    cred_id = resolve(p[P_CRED_KEYS], p[P_CRED_FACTS], ts) if p[P_CRED_KEYS] else None
+                    subj_id = resolve(p[P_SUBJ_KEYS], p[P_SUBJ_FACTS], ts) if p[P_SUBJ_KEYS] else None
+                    eid = p[P_ID]
+                    if eid is None:
+                        eid = self._event_id(p[P_COLUMNS + 2], p[P_DIGEST])
+                        row_hash = event_row_hash(eid, source_id, p[P_CONTENT_HASH])
+                    else:
+                        row_hash = p[P_ROW_HASH]
+                    # columns: ts time vendor action outcome cred_keys subject_keys ...(N_CONTENT)
+                    append((eid, *p[P_COLUMNS:P_COLUMNS + 5], cred_id, subj_id, *p[P_COLUMNS + 5:],
+                            source_id, p[P_LINE], seq, row_hash))
+            if self.resolver.merged != merged_before:
+                # A merge in this batch: rows built before it still name the credential that was folded away.
+                final = self.resolver.final
+                rows = [(*r[:6], final(r[6]), final(r[7]), *r[8:]) for r in rows]
+            c.executemany(_INSERT, rows)
+            inserted = c.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0] - before
             self.resolver.flush()
             audit.record_rows(c, "events", before, seq, self.case.analyst, "ingest.batch",
                               {"source": self.source_id, "events": inserted})
@@ -217,53 +274,4 @@ class _BatchWriter:
             self.resolver.forget()
             raise
         self.summary.events_added += inserted
-        self.summary.duplicates += seen - inserted
-
-    def _row(self, parsed: Parsed, seq: int) -> tuple[Any, ...] | None:
-        ev = parsed.event
-        try:
-            iso = to_utc_iso(ev.time) if not ev.time.endswith("Z") else ev.time
-            ts = to_micros(iso)
-        except (TimeError, ValueError):
-            self.summary.events_seen -= 1
-            self.problem(Problem(parsed.line, "malformed", f"unreadable time {ev.time!r}"))
-            return None
-        if ev.action not in ACTIONS:
-            ev.action = "other"
-        raw, found = redact(ev.raw)
-        cred_id = subj_id = None
-        cred_keys = subj_keys = None
-        fixed = micros_to_iso(ts)
-        try:
-            if ev.credential is None:
-                auth = next((f for f in found if f.where == "auth"), None)
-                if auth is not None:
-                    ev.credential = _ref_from_fingerprint(auth.fingerprint)
-            if ev.credential is not None and ev.credential.keys:
-                cred_id, cred_keys = self.resolver.resolve(ev.credential, ts, fixed)
-            if ev.subject is not None and ev.subject.keys:
-                subj_id, subj_keys = self.resolver.resolve(ev.subject, ts, fixed)
-        except KeyError_ as e:
-            self.summary.events_seen -= 1
-            self.problem(Problem(parsed.line, "malformed", f"parser {self.fmt.name} gave a bad key: {e}"))
-            return None
-        raw_text = raw if isinstance(raw, str) else orjson.dumps(raw).decode()
-        return (
-            self._event_id(parsed), ts, iso, ev.vendor, ev.action, ev.outcome, cred_id, subj_id, cred_keys,
-            subj_keys, ev.principal, ev.client, ev.src_ip, ev.user_agent, ev.country, ev.city, ev.asn, ev.method,
-            _scrub(ev.resource), ev.status, ev.bytes, ev.rows, ev.vendor_type, ev.vendor_id, ev.request_id,
-            ev.session_id, raw_text, self.source_id, parsed.line, seq,
-        )
-
-
-def _scrub(value: str | None) -> str | None:
-    """Canonical text fields get the same redaction as the raw record (a resource may hold `?access_token=`)."""
-    if value is None:
-        return None
-    out, _ = redact(value)
-    return str(out)
-
-
-def _ref_from_fingerprint(fp: Fingerprint) -> CredentialRef:
-    kind = fp.kind if fp.kind != "unknown" else "access"
-    return CredentialRef(keys=fp.keys, kind=kind, preview=fp.preview or None)
+        self.summary.duplicates += len(rows) - inserted

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -126,8 +126,72 @@ def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
     return run
 
 
+# v3: the timeline's full-text index over the canonical text columns (contentless FTS5), filled for
+# existing events. Tokens keep `.`, `-`, `_` and `:` so IPs, user agents and keys search by prefix.
+FTS_DOC = ("vendor", "action", "outcome", "principal", "client", "src_ip", "user_agent", "method", "resource",
+           "vendor_type", "cred_keys", "subject_keys", "country", "city")
+FTS_DOC_SQL = " || ' ' || ".join(f"coalesce({c}, '')" for c in FTS_DOC)
+
+
+def _v3(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE VIRTUAL TABLE events_fts USING fts5(doc, content='', "
+        "tokenize=\"unicode61 tokenchars '.-_:'\")"
+    )
+    conn.execute("INSERT INTO meta(key, value) VALUES ('fts_rowid', '0')")
+    _fts_catch_up(conn)
+
+
+# Indexes the queries need, beside the primary key and the unique event id. A bulk ingest into an empty
+# case drops them and builds them once at the end (a sorted build is several times cheaper than keeping
+# them up to date row by row); `ensure_derived` rebuilds any that a crash left missing.
+SECONDARY_INDEXES = {
+    "events_ts": "CREATE INDEX IF NOT EXISTS events_ts ON events(ts)",
+    "events_credential_ts": "CREATE INDEX IF NOT EXISTS events_credential_ts ON events(credential_id, ts)",
+    "events_subject": "CREATE INDEX IF NOT EXISTS events_subject ON events(subject_credential_id)"
+                      " WHERE subject_credential_id IS NOT NULL",
+}
+
+
+def _fts_catch_up(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'fts_rowid'").fetchone()
+    done = int(row[0]) if row else 0
+    top = conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
+    if top > done:
+        conn.execute(f"INSERT INTO events_fts(rowid, doc) SELECT rowid, {FTS_DOC_SQL} FROM events WHERE rowid > ?",
+                     (done,))
+        conn.execute("INSERT INTO meta(key, value) VALUES ('fts_rowid', ?) "
+                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (str(top),))
+    return int(top - done) if top > done else 0
+
+
+def drop_secondary_indexes(conn: sqlite3.Connection) -> None:
+    """Before a bulk load into an empty case (call outside a transaction)."""
+    for name in SECONDARY_INDEXES:
+        conn.execute(f"DROP INDEX IF EXISTS {name}")
+
+
+def ensure_derived(conn: sqlite3.Connection) -> None:
+    """Build what is derived from the events and missing: secondary indexes, full-text rows not yet indexed."""
+    have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    missing = [sql for name, sql in SECONDARY_INDEXES.items() if name not in have]
+    fts = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'events_fts'").fetchone() is not None
+    if not missing and not fts:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for sql in missing:
+            conn.execute(sql)
+        if fts:
+            _fts_catch_up(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 # MIGRATIONS[n] takes a case at schema version n to n + 1 (0 is an empty file).
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _script(_V1), 1: _script(_V2)}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _script(_V1), 1: _script(_V2), 2: _v3}
 
 
 def migrate(conn: sqlite3.Connection, current: int, target: int = SCHEMA_VERSION) -> list[int]:

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 import orjson
+import re2
 
 # One leading scheme word is stripped before hashing, so `Bearer X`, `DPoP X` and `X` share a key.
 _SCHEME = re.compile(r"^(?:bearer|dpop|ssws|token)\s+", re.IGNORECASE)
@@ -191,11 +192,13 @@ def find_secrets(text: str) -> list[tuple[int, int, Shape]]:
     return out
 
 
-# Literal prefixes only: ten times cheaper than the full alternation, and a superset of its matches.
-_PREFILTER = re.compile(
+# Literal prefixes only (RE2, linear time): a superset of the detectors' matches, several times cheaper
+# than running the full alternation with Python's `re` on every string.
+PREFIX_ALTERNATION = (
     r"gh[pousr]_|github_pat_|glpat-|xox|xapp-|hooks\.slack|A(?:KIA|SIA|BIA|CCA|3T)|ya29\.|1//|AIza|GOCSPX-"
     r"|[sbr]\.[A-Za-z0-9]{24}|hv[sbr]\.|[sr]k_|whsec_|00D|force://|eyJ|-----BEGIN"
 )
+_PREFILTER = re2.compile(PREFIX_ALTERNATION)
 _SHORTEST = 14  # no detector matches fewer characters (`force://a::b@c`)
 
 

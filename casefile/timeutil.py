@@ -18,6 +18,9 @@ _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
+_ZERO_OFFSETS = frozenset({"Z", "z", "UTC", "+00:00", "-00:00", "+0000", "-0000"})
+
+
 class TimeError(ValueError):
     """A value that is not a time stanch can read."""
 
@@ -54,6 +57,10 @@ def to_utc_iso(value: str | int | float) -> str:
     m = _ISO.match(text)
     if m:
         y, mo, d, h, mi, s, frac, tz = m.groups()
+        if tz is None or tz in _ZERO_OFFSETS:
+            # Already UTC (the common case in logs): no arithmetic, just the canonical spelling.
+            # to_micros validates the fields when the event is stored.
+            return f"{y}-{mo}-{d}T{h}:{mi}:{s}.{frac}Z" if frac else f"{y}-{mo}-{d}T{h}:{mi}:{s}Z"
         try:
             return _build(int(y), int(mo), int(d), int(h), int(mi), int(s), frac, tz)
         except ValueError as e:
@@ -87,13 +94,22 @@ def _from_epoch(text: str) -> str:
     return _format(dt, sub or None)
 
 
+_DAYS: dict[str, int] = {}  # "YYYY-MM-DD" -> days since the epoch (validated by datetime once)
+
+
 def to_micros(iso: str) -> int:
     """Microseconds since the epoch for a stored `...Z` time (the fraction truncated to µs)."""
     base, _, frac = iso.rstrip("Z").partition(".")
-    dt = datetime(int(base[0:4]), int(base[5:7]), int(base[8:10]), int(base[11:13]), int(base[14:16]),
-                  int(base[17:19]), tzinfo=UTC)
+    day = _DAYS.get(base[:10])
+    if day is None:
+        day = int(datetime(int(base[0:4]), int(base[5:7]), int(base[8:10]), tzinfo=UTC).timestamp()) // 86400
+        if len(_DAYS) < 100_000:
+            _DAYS[base[:10]] = day
+    h, mi, s = int(base[11:13]), int(base[14:16]), int(base[17:19])
+    if h > 23 or mi > 59 or s > 60 or base[10] != "T":
+        raise TimeError(f"not a time: {iso!r}")
     micros = int((frac + "000000")[:6]) if frac else 0
-    return (int(dt.timestamp()) * 1_000_000) + micros
+    return ((day * 86400 + h * 3600 + mi * 60 + s) * 1_000_000) + micros
 
 
 def parse_when(value: str, now: datetime | None = None) -> str:

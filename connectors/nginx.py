@@ -14,7 +14,7 @@ from urllib.parse import unquote_plus
 
 import orjson
 
-from casefile.formats import Format, SourceStream, register
+from casefile.formats import Format, SourceStream, always, json_lines, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.secrets import fingerprint, is_secret_field, normalise
 from casefile.timeutil import TimeError, to_utc_iso
@@ -367,10 +367,55 @@ def parse_json(src: SourceStream) -> Iterator[Parsed | Problem]:
             yield Problem(lineno, "malformed", f"unreadable JSON access-log record ({type(e).__name__})")
 
 
+# stanch's own gateway format (`ir_json`, test-peers §4, plus `bytes`): the common case gets a direct path.
+_IR_KEYS = frozenset({"time", "remote_addr", "method", "uri", "status", "user_agent", "token_fp", "token_tail",
+                      "token_active", "upstream_status", "request_time", "request_id", "bytes"})
+_HEX16 = re.compile(r"[0-9a-f]{16}")
+
+
+def _ir_line(lineno: int, rec: dict[str, Any]) -> Parsed | None:
+    """The gateway's own line read directly; None hands anything unusual to the general path."""
+    t, ip, method, uri, status = rec.get("time"), rec.get("remote_addr"), rec.get("method"), rec.get("uri"), rec.get("status")
+    if (t.__class__ is not str or ip.__class__ is not str or method.__class__ is not str or uri.__class__ is not str
+            or status.__class__ is not int or "?" in uri):
+        return None
+    when = _time(t)
+    if when is None:
+        return None
+    fp = rec.get("token_fp")
+    credential = (CredentialRef(keys=(f"sha256/16:{fp}",), kind="access")
+                  if fp.__class__ is str and _HEX16.fullmatch(fp) else _fp_credential(fp))
+    action, outcome = _action(status, credential, None)
+    extra: dict[str, Any] = {}
+    for key in ("upstream_status", "token_active"):
+        v = rec.get(key)
+        if v not in (None, "", "-"):
+            extra[key] = v
+    rt = rec.get("request_time")
+    if rt.__class__ in (int, float):
+        extra["request_time"] = rt
+    request_id = rec.get("request_id")
+    request_id = request_id if request_id.__class__ is str and request_id not in ("", "-") else None
+    ua = rec.get("user_agent")
+    nbytes = rec.get("bytes")
+    event = Event(
+        time=when, vendor=VENDOR, action=action, raw=rec, vendor_type="access", vendor_id=request_id,
+        outcome=outcome, credential=credential, src_ip=ip if ip not in ("", "-") else None,
+        user_agent=ua if ua.__class__ is str and ua not in ("", "-") else None, method=method.upper(),
+        resource=uri, status=status, bytes=nbytes if nbytes.__class__ is int else None, request_id=request_id,
+        extra=extra,
+    )
+    return Parsed(lineno, event, id_text=None if request_id else orjson.dumps(rec, option=orjson.OPT_SORT_KEYS).decode())
+
+
 def _json_line(lineno: int, line: str) -> Parsed | Problem:
     rec, why = _load(line.strip())
     if rec is None:
         return Problem(lineno, "malformed", why)
+    if rec.keys() <= _IR_KEYS:
+        fast = _ir_line(lineno, rec)
+        if fast is not None:
+            return fast
     t = _first(rec, _TIME_KEYS)
     if t is None:
         return Problem(lineno, "malformed", f"no time (expected one of: {', '.join(_TIME_KEYS)})")
@@ -458,6 +503,7 @@ register(
         parse=parse_combined,
         sniff=sniff_combined,
         version="1",
+        splittable=always,
     )
 )
 register(
@@ -468,5 +514,6 @@ register(
         parse=parse_json,
         sniff=sniff_json,
         version="1",
+        splittable=json_lines,
     )
 )

@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import ijson
 import orjson
 
-from casefile.formats import Format, SourceStream, register
+from casefile.formats import Format, SourceStream, json_lines, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.secrets import classify, find_secrets, fingerprint, is_secret_field, redaction_marker
 from casefile.timeutil import TimeError, to_utc_iso
@@ -531,5 +531,6 @@ register(
         parse=parse,
         sniff=sniff,
         version="1",
+        splittable=json_lines,
     )
 )

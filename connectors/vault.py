@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from casefile.formats import Format, SourceStream, register
+from casefile.formats import Format, SourceStream, json_lines, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.secrets import fingerprint
 from casefile.timeutil import TimeError, to_utc_iso
@@ -471,5 +471,6 @@ register(
         parse=parse,
         sniff=sniff,
         version="1",
+        splittable=json_lines,
     )
 )

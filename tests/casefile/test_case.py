@@ -66,19 +66,20 @@ def test_open_newer_schema_says_upgrade(case_path):
     assert "upgrade stanch" in str(e.value)
 
 
-def test_v1_case_is_upgraded_to_v2_and_keeps_its_data(case_path):
+def test_v1_case_is_upgraded_to_the_current_schema_and_keeps_its_data(case_path):
     # Build a case as stanch v1 wrote it: only the first migration, schema_version 1.
     conn = sqlite3.connect(case_path, isolation_level=None)
     MIGRATIONS[0](conn)
     conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
                      [("app", "stanch"), ("schema_version", "1"), ("title", "old case")])
     conn.execute("INSERT INTO credentials(kind, preview) VALUES ('pat', 'ghp_…abcd')")
+    conn.execute("INSERT INTO events(id, ts, time, vendor, action, src_ip) VALUES ('v:1', 0, 't', 'v', 'login', '192.0.2.44')")
     conn.close()
     cols = {r[1] for r in sqlite3.connect(case_path).execute("PRAGMA table_info(notes)")}
     assert "on_ref" not in cols
 
     with open_case(case_path) as case:
-        assert case.schema_version == 2
+        assert case.schema_version == SCHEMA_VERSION == 3
         cols = {r[1] for r in case.conn.execute("PRAGMA table_info(notes)")}
         assert "on_ref" in cols
         indexes = {r[0] for r in case.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
@@ -87,4 +88,7 @@ def test_v1_case_is_upgraded_to_v2_and_keeps_its_data(case_path):
         assert case.meta()["title"] == "old case"
         ops = [r[0] for r in case.conn.execute("SELECT operation FROM audit")]
         assert ops == ["case.migrate"]
+        # v3 built the full-text index over the events already there
+        hits = case.conn.execute("SELECT rowid FROM events_fts WHERE events_fts MATCH '\"192.0.2\"*'").fetchall()
+        assert hits == [(1,)]
         case.add_note("notes work after the upgrade", on_ref="credential:1")

@@ -1,0 +1,1 @@
+"""stanch's speed harness: `python -m benchmarks` (see benchmarks/README.md)."""

@@ -1,0 +1,259 @@
+"""`python -m benchmarks`: stanch's ingest speed, against baselines measured in the same run.
+
+Every stanch figure is compared with, on the same input file and in the same run:
+- `sqlite-utils insert DB events FILE --nl` (a popular JSON-lines loader: no parsing semantics, no indexes);
+- a bare floor: orjson + `executemany` into a table with no index (what Python + SQLite cost at the least).
+
+Inputs come from the demo generator (`connectors.demo`); a size larger than one generator run is made by
+concatenating runs with consecutive seeds (distinct tokens and ids, the same August 2025 story).
+
+    python -m benchmarks --smoke                      # CI: small sizes, checks the harness works
+    python -m benchmarks --gateway 1000000 --okta 1000000 --append-base 10000000 --append 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from benchmarks.machine import TreeRss, describe
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARE = {"gateway": 0.76, "okta": 0.11}  # the demo generator's share of each file (measured)
+FILES = {"gateway": "gateway.jsonl", "okta": "okta.jsonl"}
+
+
+def make_input(kind: str, n: int, workdir: Path) -> Path:
+    """A file of exactly `n` demo lines of `kind` (cached in workdir across runs)."""
+    from connectors.demo import generate
+
+    out = workdir / f"{kind}-{n}.jsonl"
+    if out.exists():
+        return out
+    part = out.with_suffix(".part")
+    written, seed = 0, 1
+    with open(part, "wb") as dst:
+        while written < n:
+            per_run = int(min(1_300_000, max(20_000, (n - written) / SHARE[kind] * 1.05)))
+            with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+                generate(Path(tmp), events=per_run, seed=seed)
+                with open(Path(tmp) / FILES[kind], "rb") as src:
+                    for line in src:
+                        dst.write(line)
+                        written += 1
+                        if written >= n:
+                            break
+            seed += 1
+    part.rename(out)
+    return out
+
+
+def split(path: Path, first: int, workdir: Path) -> tuple[Path, Path]:
+    """The first `first` lines and the rest, as two files."""
+    a, b = workdir / f"{path.stem}-head{first}.jsonl", workdir / f"{path.stem}-tail{first}.jsonl"
+    if not (a.exists() and b.exists()):
+        with open(path, "rb") as src, open(a, "wb") as fa, open(b, "wb") as fb:
+            for i, line in enumerate(src):
+                (fa if i < first else fb).write(line)
+    return a, b
+
+
+def run_tree(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, int, str]:
+    """(seconds, peak RSS of the process tree in KiB, peak of the main process, stdout)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    rss = TreeRss(proc.pid)
+    done = threading.Event()
+
+    def sampler() -> None:
+        while not done.is_set():
+            rss.sample()
+            done.wait(0.1)
+
+    t = threading.Thread(target=sampler, daemon=True)
+    t.start()
+    out, err = proc.communicate()
+    done.set()
+    t.join()
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark command failed ({proc.returncode}): {' '.join(cmd)}\n{err.decode()[-2000:]}")
+    return seconds, rss.peak_kb, rss.peak_main_kb, out.decode()
+
+
+def baseline_sqlite_utils(path: Path, workdir: Path) -> float:
+    db = workdir / "sqlite-utils.db"
+    for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        p.unlink(missing_ok=True)
+    exe = shutil.which("sqlite-utils", path=str(Path(sys.executable).parent)) or "sqlite-utils"
+    seconds, _, _, _ = run_tree([exe, "insert", str(db), "events", str(path), "--nl"])
+    db.unlink(missing_ok=True)
+    return seconds
+
+
+def baseline_floor(path: Path, workdir: Path) -> float:
+    """orjson + executemany into a table with no index: nested values stored as JSON text."""
+    db = workdir / "floor.db"
+    db.unlink(missing_ok=True)
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    started = time.perf_counter()
+    cols: list[str] = []
+    batch: list[tuple[Any, ...]] = []
+    sql = ""
+    with open(path, "rb") as fh:
+        for line in fh:
+            rec = orjson.loads(line)
+            if not cols:
+                cols = list(rec)
+                conn.execute(f"CREATE TABLE e({', '.join(f'c{i}' for i in range(len(cols)))})")
+                sql = f"INSERT INTO e VALUES ({','.join('?' * len(cols))})"
+            batch.append(tuple(v if not isinstance(v, dict | list) else orjson.dumps(v)
+                               for v in (rec.get(c) for c in cols)))
+            if len(batch) >= 20_000:
+                conn.execute("BEGIN")
+                conn.executemany(sql, batch)
+                conn.execute("COMMIT")
+                batch = []
+    if batch:
+        conn.execute("BEGIN")
+        conn.executemany(sql, batch)
+        conn.execute("COMMIT")
+    seconds = time.perf_counter() - started
+    conn.close()
+    db.unlink(missing_ok=True)
+    return seconds
+
+
+def stanch_ingest(case: Path, path: Path) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "tui.cli", "--analyst", "bench", "ingest", str(case), str(path), "--json"]
+    seconds, peak, peak_main, out = run_tree(cmd)
+    doc = json.loads(out)
+    return {"seconds": seconds, "peak_rss_mib": peak / 1024, "peak_main_rss_mib": peak_main / 1024,
+            "added": doc["totals"]["events_added"], "seen": doc["totals"]["events_seen"],
+            "already": any(f["already_ingested"] for f in doc["files"])}
+
+
+def new_case(path: Path) -> Path:
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        p.unlink(missing_ok=True)
+    subprocess.run([sys.executable, "-m", "tui.cli", "new", str(path)], check=True, cwd=ROOT, capture_output=True)
+    return path
+
+
+def compare(name: str, path: Path, workdir: Path, target_ratio: float | None) -> dict[str, Any]:
+    with open(path, "rb") as fh:
+        n = sum(1 for _ in fh)
+    mb = path.stat().st_size / 1e6
+    su = baseline_sqlite_utils(path, workdir)
+    floor = baseline_floor(path, workdir)
+    case = new_case(workdir / f"{name}.stanch")
+    run = stanch_ingest(case, path)
+    again = stanch_ingest(case, path)
+    row = {
+        "name": name, "events": n, "mb": mb, "stanch_s": run["seconds"], "stanch_eps": n / run["seconds"],
+        "stanch_mbps": mb / run["seconds"], "sqlite_utils_s": su, "sqlite_utils_eps": n / su,
+        "floor_s": floor, "floor_eps": n / floor, "ratio_sqlite_utils": su / run["seconds"],
+        "ratio_floor": floor / run["seconds"], "peak_rss_mib": run["peak_rss_mib"],
+        "peak_main_rss_mib": run["peak_main_rss_mib"], "added": run["added"],
+        "reingest_s": again["seconds"], "reingest_skipped": again["already"] and again["added"] == 0,
+        "target_ratio": target_ratio,
+    }
+    for p in (case, Path(f"{case}-wal"), Path(f"{case}-shm")):
+        p.unlink(missing_ok=True)
+    return row
+
+
+def append(base: Path, extra: Path, workdir: Path) -> dict[str, Any]:
+    case = new_case(workdir / "append.stanch")
+    b = stanch_ingest(case, base)
+    a = stanch_ingest(case, extra)
+    n = a["seen"]
+    for p in (case, Path(f"{case}-wal"), Path(f"{case}-shm")):
+        p.unlink(missing_ok=True)
+    return {"base_events": b["added"], "base_s": b["seconds"], "appended": a["added"], "append_s": a["seconds"],
+            "append_eps": n / a["seconds"], "peak_rss_mib": max(a["peak_rss_mib"], b["peak_rss_mib"])}
+
+
+def report(machine: dict[str, str], rows: list[dict[str, Any]], app: dict[str, Any] | None, argv: list[str]) -> str:
+    lines = ["# stanch ingest benchmarks", "",
+             f"Command: `python -m benchmarks {' '.join(argv)}` (written by the harness; do not edit by hand).", "",
+             "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()), "",
+             "Baselines are measured on the same file in the same run: `sqlite-utils insert --nl` and a bare "
+             "orjson + `executemany` floor into an index-free table. stanch's figure includes parsing the vendor "
+             "format, normalisation, redaction, stable ids, credential identity, the audit chain, every index "
+             "the queries use and the full-text index.", "",
+             "| input | events | MB | stanch s | events/s | MB/s | sqlite-utils events/s | floor events/s | "
+             "× sqlite-utils | × floor | peak RSS (tree / main) MiB | re-ingest s | target |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        target = f"≥ {r['target_ratio']}× sqlite-utils" if r["target_ratio"] else "≥ 25 MB/s"
+        met = (r["ratio_sqlite_utils"] >= r["target_ratio"]) if r["target_ratio"] else r["stanch_mbps"] >= 25
+        lines.append(
+            f"| {r['name']} | {r['events']:,} | {r['mb']:.0f} | {r['stanch_s']:.1f} | {r['stanch_eps']:,.0f} | "
+            f"{r['stanch_mbps']:.1f} | {r['sqlite_utils_eps']:,.0f} | {r['floor_eps']:,.0f} | "
+            f"{r['ratio_sqlite_utils']:.2f} | {r['ratio_floor']:.2f} | {r['peak_rss_mib']:.0f} / "
+            f"{r['peak_main_rss_mib']:.0f} | {r['reingest_s']:.2f}{'' if r['reingest_skipped'] else ' (NOT skipped)'} | "
+            f"{target}: {'met' if met else 'not met'} |")
+    if app:
+        lines += ["", f"Append: {app['appended']:,} events into a case holding {app['base_events']:,}: "
+                  f"{app['append_s']:.1f} s, **{app['append_eps']:,.0f} events/s** (target ≥ 40,000: "
+                  f"{'met' if app['append_eps'] >= 40_000 else 'not met'}); building the base took "
+                  f"{app['base_s']:.1f} s; peak RSS {app['peak_rss_mib']:.0f} MiB (target < 300: "
+                  f"{'met' if app['peak_rss_mib'] < 300 else 'not met'})."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--gateway", type=int, default=1_000_000, help="gateway (nginx JSON) events")
+    p.add_argument("--okta", type=int, default=1_000_000, help="Okta System Log events")
+    p.add_argument("--append-base", type=int, default=0, help="events already in the case before the append run")
+    p.add_argument("--append", type=int, default=0, help="events appended to that case")
+    p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "stanch-bench")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes (CI): proves the harness runs")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.gateway, args.okta, args.append_base, args.append = 20_000, 5_000, 20_000, 5_000
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    machine = describe()
+    print("machine:", ", ".join(f"{k} {v}" for k, v in machine.items()), flush=True)
+    rows = []
+    for kind, n, target in (("gateway", args.gateway, 2.0), ("okta", args.okta, None)):
+        if n <= 0:
+            continue
+        path = make_input(kind, n, args.workdir)
+        row = compare(f"{kind} (nginx JSON)" if kind == "gateway" else "okta (System Log JSON)", path,
+                      args.workdir, target)
+        rows.append(row)
+        print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
+    app = None
+    if args.append > 0 and args.append_base > 0:
+        whole = make_input("gateway", args.append_base + args.append, args.workdir)
+        base, extra = split(whole, args.append_base, args.workdir)
+        app = append(base, extra, args.workdir)
+        print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in app.items()}), flush=True)
+    text = report(machine, rows, app, argv)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

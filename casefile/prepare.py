@@ -1,0 +1,131 @@
+"""Turning a parsed event into a row ready to store: the part of ingest that needs no database.
+
+It runs in worker processes (see `casefile.pipeline`): time normalisation, redaction, key expansion
+and hashing. What needs the case — occurrence numbers for events without a vendor id, credential
+resolution, the insert itself — stays with the single writer in `casefile.ingest`.
+
+A prepared event is a plain list (positions below), because chunks of them cross a process boundary
+as one orjson document: several times cheaper than pickling objects, and this is the hot path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+from casefile.audit import event_row_hash
+from casefile.identity import KeyError_, expand_keys
+from casefile.records import ACTIONS, CredentialRef, Parsed, Problem
+from casefile.redact import needs_redaction, redact
+from casefile.secrets import Fingerprint
+from casefile.timeutil import TimeError, to_micros, to_utc_iso
+
+# The facts a CredentialRef carries besides its keys, in this order.
+REF_FACTS = ("kind", "issuer", "client", "principal", "scopes", "preview", "binding", "issued_at", "expires_at")
+
+# Event columns covered by the content hash, in this order (audit.EVENT_CONTENT).
+CONTENT_COLUMNS = (
+    "ts", "time", "vendor", "action", "outcome", "cred_keys", "subject_keys", "principal", "client", "src_ip",
+    "user_agent", "country", "city", "asn", "method", "resource", "status", "bytes", "rows", "vendor_type",
+    "vendor_id", "request_id", "session_id", "raw", "line",
+)
+
+# Positions in a prepared event.
+(P_LINE, P_ID, P_DIGEST, P_CRED_KEYS, P_CRED_FACTS, P_SUBJ_KEYS, P_SUBJ_FACTS, P_ROW_HASH, P_CONTENT_HASH,
+ P_COLUMNS) = range(10)
+# P_COLUMNS onwards: the event columns, in CONTENT_COLUMNS order minus `line` (which is P_LINE).
+N_CONTENT = len(CONTENT_COLUMNS) - 1
+
+
+def content_hash(values: list[Any]) -> str:
+    """Hash of an event's immutable content (CONTENT_COLUMNS order)."""
+    return hashlib.sha256(orjson.dumps(values)).hexdigest()[:32]
+
+
+def _ref(ref: CredentialRef | None) -> tuple[str | None, list[Any] | None]:
+    if ref is None or not ref.keys:
+        return None, None
+    return " ".join(expand_keys(ref.keys)), [getattr(ref, f) for f in REF_FACTS]
+
+
+def _ref_from_fingerprint(fp: Fingerprint) -> CredentialRef:
+    return CredentialRef(keys=fp.keys, kind=fp.kind if fp.kind != "unknown" else "access", preview=fp.preview or None)
+
+
+def _text(value: Any) -> str | None:
+    """A canonical text column: strings as they are, other scalars as text (parsers may hand ints)."""
+    if value is None or value.__class__ is str:
+        return value
+    return str(value)
+
+
+def _int(value: Any) -> int | None:
+    """An integer column: ints as they are, numeric strings converted, anything else dropped."""
+    if value is None or value.__class__ is int:
+        return value
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _scrub(value: str | None) -> str | None:
+    """Canonical text fields get the raw record's redaction too (a resource may hold `?access_token=`)."""
+    if value is None or not needs_redaction(value):
+        return value
+    out, _ = redact(value)
+    return str(out)
+
+
+def prepare(parsed: Parsed, format_name: str, source_id: int | None = None) -> list[Any] | Problem:
+    """Normalise, redact and hash one parsed event; a Problem when its time or keys are unusable."""
+    ev = parsed.event
+    try:
+        t = ev.time
+        iso = t if t[-1:] == "Z" and t[10:11] == "T" else to_utc_iso(t)
+        ts = to_micros(iso)
+    except (TimeError, ValueError, OverflowError, TypeError, IndexError):
+        return Problem(parsed.line, "malformed", f"unreadable time {ev.time!r}")
+    action = ev.action if ev.action in ACTIONS else "other"
+    found: list[Any] = []
+    if ev.raw.__class__ is str:
+        raw_text: str = ev.raw
+        if needs_redaction(raw_text):
+            red, found = redact(raw_text)
+            raw_text = str(red)
+    else:
+        raw_bytes = orjson.dumps(ev.raw)
+        raw_text = raw_bytes.decode()
+        if needs_redaction(raw_text):
+            red, found = redact(ev.raw)
+            raw_text = orjson.dumps(red).decode()
+    credential = ev.credential
+    if (credential is None or not credential.keys) and found:
+        auth = next((f for f in found if f.where == "auth"), None)
+        credential = _ref_from_fingerprint(auth.fingerprint) if auth is not None else None
+    try:
+        cred_keys, cred_facts = _ref(credential)
+        subj_keys, subj_facts = _ref(ev.subject)
+    except KeyError_ as e:
+        return Problem(parsed.line, "malformed", f"parser {format_name} gave a bad key: {e}")
+    vendor_id = _text(ev.vendor_id) or None
+    # What is hashed is exactly what is stored (and what `verify` reads back), so types are fixed here.
+    columns = [ts, iso, ev.vendor, action, _text(ev.outcome) or "unknown", cred_keys, subj_keys,
+               _text(ev.principal), _text(ev.client), _text(ev.src_ip), _text(ev.user_agent), _text(ev.country),
+               _text(ev.city), _text(ev.asn), _text(ev.method), _scrub(_text(ev.resource)), _int(ev.status),
+               _int(ev.bytes), _int(ev.rows), _text(ev.vendor_type), vendor_id, _text(ev.request_id),
+               _text(ev.session_id), raw_text]
+    chash = hashlib.sha256(orjson.dumps([*columns, parsed.line])).hexdigest()[:32]
+    if vendor_id:
+        event_id: str | None = f"{ev.vendor}:{vendor_id}"
+        digest = None
+        row_hash = event_row_hash(event_id, source_id, chash)  # type: ignore[arg-type]
+    else:
+        text = parsed.id_text if parsed.id_text is not None else raw_text
+        event_id = row_hash = None
+        digest = hashlib.sha256(f"{format_name}\n{text.strip()}".encode()).hexdigest()[:32]
+    return [parsed.line, event_id, digest, cred_keys, cred_facts, subj_keys, subj_facts, row_hash, chash, *columns]
