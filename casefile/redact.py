@@ -31,18 +31,29 @@ AUTH_FIELDS = frozenset(
      "token", "x-auth-token", "private-token", "cookie"}
 )
 _QUERY_PARAM = re.compile(r"(?P<name>[A-Za-z0-9_.\-\[\]]+)=(?P<value>[^&#\s\"']*)")
-_AUTH_HEADER = re.compile(r"(?i)\b(bearer|dpop|basic|ssws|token)\s+([A-Za-z0-9._~+/=!:-]{8,})")
+# `Bearer X`, `DPoP X`, `Basic X`, `SSWS X` anywhere; GitHub's `token X` only right after an Authorization
+# name (elsewhere "token" is an ordinary word: "openid token offline_access" is a scope list).
+_AUTH_HEADER = re.compile(
+    r"(?i)(\bbearer|\bdpop|\bbasic|\bssws|(?<=authorization: )token|(?<=authorization\": \")token"
+    r"|(?<=authorization\":\")token|(?<=authorization=)token)\s+([A-Za-z0-9._~+/=!:-]{8,})"
+)
 _ALREADY = ("[redacted", "hmac-sha256:")
 
 # The fast path: one RE2 (linear-time DFA) scan of a whole record for anything the full walk could
 # change — a secret-looking key or query-parameter name, an auth scheme followed by a value, a known
 # credential prefix, or a `\\u` escape (which could hide any of those). It is a superset test: a miss
 # means nothing to redact. Python's `re` takes several times longer on a log line's alternations.
+_EXACT_NAMES = (r"password|passwd|api_key|apikey|x-api-key|code|assertion|client_assertion|authorization"
+                r"|proxy-authorization|cookie|set-cookie|private_key|session_id|sessionid|access_key_secret"
+                r"|secretaccesskey|secret_access_key|x-vault-token")
+_SUFFIX_NAMES = r"token|secret|password"
 _FAST = re2.compile(
-    r"(?i:token|secret|password|passwd|api_?key|apikey|code|assertion|authorization|cookie|private_key"
-    r"|session_?id|sessiontoken|x-vault-token)(?:\"\s*:|=)"
-    r"|(?i:bearer|dpop|basic|ssws|token)\s+[A-Za-z0-9._~+/=!:-]{8,}"
-    r"|" + PREFIX_ALTERNATION + r"|\\u"
+    # a JSON key: exact secret names, or any name ending in a secret suffix (mirrors is_secret_field)
+    r'(?i:"(?:' + _EXACT_NAMES + r')"\s*:|(?:' + _SUFFIX_NAMES + r')"\s*:)'
+    # a query or form parameter, likewise
+    + r"|(?i:(?:^|[?&;\s\"])(?:" + _EXACT_NAMES + r")=|(?:" + _SUFFIX_NAMES + r")=)"
+    + r"|(?i:bearer|dpop|basic|ssws|authorization\W{1,4}token)\s+[A-Za-z0-9._~+/=!:-]{8,}"
+    + r"|" + PREFIX_ALTERNATION + r"|\\u"
 )
 
 

@@ -44,6 +44,12 @@ _DOTTED = re.compile(r"^[a-z0-9_]+(?:\.[a-z0-9_]+)+$", re.IGNORECASE)
 # ---------------------------------------------------------------------------------------------- lookups
 
 
+# Whether the record being parsed needs case-insensitive lookups (a Panther-lowercased export). Set once
+# per record by `_event`: scanning every key on each miss of an optional field would triple parse time
+# for the common, canonical records. Parsing is single-threaded within a process.
+_case_insensitive = True
+
+
 def _get(obj: Any, *path: str) -> Any:
     """obj[path...] with each key matched exactly, else case-insensitively; None when absent or not a dict."""
     cur = obj
@@ -53,6 +59,8 @@ def _get(obj: Any, *path: str) -> Any:
         if key in cur:
             cur = cur[key]
             continue
+        if not _case_insensitive:
+            return None
         low = key.lower()
         for k, v in cur.items():
             if isinstance(k, str) and k.lower() == low:
@@ -326,6 +334,8 @@ def _redact_shapes(text: str) -> str:
 
 
 def _event(ev: dict[str, Any], line: int) -> Parsed | Problem:
+    global _case_insensitive
+    _case_insensitive = "eventType" not in ev or "published" not in ev
     et = _str(_get(ev, "eventType"))
     if not ev:
         return Problem(line, "malformed", "empty JSON object: not an Okta LogEvent")

@@ -196,3 +196,17 @@ def test_a_parser_that_dies_mid_file_loses_nothing_stored_and_a_rerun_completes(
             assert verify(case.conn)[2] == []
     finally:
         formats._REGISTRY.pop(flaky.name)
+
+
+def test_ordinary_words_are_not_mistaken_for_credentials(tmp_path, case_path):
+    # "token" in a scope list, a session id field and a zip code are not secrets; a GitHub-style
+    # `Authorization: token X` header is.
+    rec = {"t": "2025-08-17T11:15:42Z", "scope": "openid token offline_access", "externalSessionId": "trs1234567890",
+           "uri": "/geo?zipcode=12345", "hdr": "Authorization: token FAKEghtoken1234567890"}
+    f = _write(tmp_path / "w.jsonl", [orjson.dumps(rec).decode()])
+    with create_case(case_path) as case:
+        ingest(case, [str(f)], format_name="toy-jsonl")
+        stored = orjson.loads(case.conn.execute("SELECT raw FROM events").fetchone()[0])
+    assert stored["scope"] == "openid token offline_access"
+    assert stored["externalSessionId"] == "trs1234567890" and stored["uri"] == "/geo?zipcode=12345"
+    assert stored["hdr"].startswith("Authorization: token [redacted sha256:")
