@@ -107,7 +107,10 @@ class _Transaction:
         return self.conn
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        elif self.conn.in_transaction:  # an interrupt may land after COMMIT
+            self.conn.execute("ROLLBACK")
 
 
 def _connect(path: str) -> sqlite3.Connection:

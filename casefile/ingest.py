@@ -270,7 +270,8 @@ class _BatchWriter:
                               {"source": self.source_id, "events": inserted})
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            if c.in_transaction:  # an interrupt may land after COMMIT
+                c.execute("ROLLBACK")
             self.resolver.forget()
             raise
         self.summary.events_added += inserted

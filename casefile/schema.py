@@ -186,7 +186,8 @@ def ensure_derived(conn: sqlite3.Connection) -> None:
             _fts_catch_up(conn)
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # an interrupt may land after COMMIT
+            conn.execute("ROLLBACK")
         raise
 
 
@@ -209,6 +210,7 @@ def migrate(conn: sqlite3.Connection, current: int, target: int = SCHEMA_VERSION
         )
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # an interrupt may land after COMMIT
+            conn.execute("ROLLBACK")
         raise
     return reached
