@@ -105,6 +105,14 @@ class Resolver:
                     f.values[name] = str(v)
         return cid
 
+    def resolve_span(self, keys: str, facts: list[Any], first: int, last: int) -> int:
+        """`resolve_keys` for a credential seen from `first` to `last` (µs) in one chunk."""
+        cid = self.resolve_keys(keys, facts, first)
+        f = self._facts[cid]
+        if f.last is None or last > f.last:
+            f.last = last
+        return cid
+
     def _resolve_slow(self, keys: tuple[str, ...], kind: str) -> int:
         ids = {cid for cid in (self._lookup(k) for k in keys) if cid is not None}
         if not ids:

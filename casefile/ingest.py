@@ -10,6 +10,7 @@ Ctrl-C — inserts only the rest.
 from __future__ import annotations
 
 import os
+import shutil
 import time as _time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -20,25 +21,11 @@ import orjson
 from casefile import audit, formats
 from casefile.case import Case, CaseError
 from casefile.identity import Resolver
-from casefile.pipeline import Chunk, ParserFailed, prepared_chunks, workers_for
-from casefile.prepare import (
-    P_COLUMNS,
-    P_CONTENT_HASH,
-    P_CRED_FACTS,
-    P_CRED_KEYS,
-    P_DIGEST,
-    P_ID,
-    P_LINE,
-    P_ROW_HASH,
-    P_SUBJ_FACTS,
-    P_SUBJ_KEYS,
-)
+from casefile.pipeline import Chunk, ParserFailed, staged_chunks, workers_for
 from casefile.schema import drop_secondary_indexes, ensure_derived
 from casefile.sources import FileSource, expand
 from casefile.timeutil import now_iso
 
-# Events per transaction (and per audit entry). STANCH_INGEST_BATCH overrides it (tests use small ones).
-BATCH = int(os.environ.get("STANCH_INGEST_BATCH", "20000"))
 KEEP_PROBLEMS = 100
 # Occurrence numbers for events without a vendor id: identical lines share a timestamp, so they sit close
 # together in a log; remembering the most recent distinct lines bounds memory on files of any size.
@@ -48,7 +35,14 @@ _COLS = ("id", "ts", "time", "vendor", "action", "outcome", "credential_id", "su
          "cred_keys", "subject_keys", "principal", "client", "src_ip", "user_agent", "country", "city", "asn",
          "method", "resource", "status", "bytes", "rows", "vendor_type", "vendor_id", "request_id",
          "session_id", "raw", "source_id", "line", "audit_seq", "row_hash")
-_INSERT = f"INSERT OR IGNORE INTO events({', '.join(_COLS)}) VALUES ({','.join('?' * len(_COLS))})"
+_SELECT = {"credential_id": "k1.cid", "subject_credential_id": "k2.cid", "source_id": "?1", "audit_seq": "?2"}
+# One statement moves a staged chunk into the case, in file order, joining in the credential ids.
+_MOVE = (
+    f"INSERT OR IGNORE INTO events({', '.join(_COLS)}) "
+    f"SELECT {', '.join(_SELECT.get(c, 'e.' + c) for c in _COLS)} FROM stage.e AS e"
+    " LEFT JOIN temp.keymap AS k1 ON k1.keys = e.cred_keys"
+    " LEFT JOIN temp.keymap AS k2 ON k2.keys = e.subject_keys ORDER BY e.rowid"
+)
 # A file at least this large going into an empty case is a bulk load: secondary indexes are built once
 # at the end instead of row by row.
 BULK_MIN_BYTES = 64 << 20
@@ -144,31 +138,36 @@ def ingest_source(case: Case, src: FileSource, fmt: formats.Format | None = None
     bulk = _bulk_load(case, src)
     if bulk:
         drop_secondary_indexes(case.conn)
-    writer = _BatchWriter(case, source_id, fmt, summary)
+    writer = _ChunkWriter(case, source_id, fmt, summary)
+    staging = _staging_dir(case)
     try:
-        for chunk in prepared_chunks(fmt, src, n_workers, source_id):
-            writer.add(chunk)
-            if writer.pending >= BATCH:
-                writer.flush()
-                if progress:
-                    progress(src.name, summary.events_seen)
-        writer.flush()
+        for chunk in staged_chunks(fmt, src, staging, n_workers, source_id):
+            writer.write(chunk)
+            if progress:
+                progress(src.name, summary.events_seen)
     except ParserFailed as e:  # a parser bug must not lose what was stored; the source stays resumable
-        writer.flush()
         summary.error = f"{src.name}: parser {fmt.name} stopped after {summary.events_seen} events: {e}"
         ensure_derived(case.conn)
         _finish(case, source_id, summary, status="failed")
         summary.seconds = _time.perf_counter() - started
         return summary
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     # Full-text rows for this file, and the indexes a bulk load deferred (a crash before this point
     # leaves them to the next open of the case: see casefile.schema.ensure_derived).
     ensure_derived(case.conn)
-    if progress:
-        progress(src.name, summary.events_seen)
     summary.credentials_created = writer.resolver.created
     _finish(case, source_id, summary, status="done")
     summary.seconds = _time.perf_counter() - started
     return summary
+
+
+def _staging_dir(case: Case) -> str:
+    """A private folder beside the case for staged chunks (redacted rows only); an old one is a crash's leftover."""
+    path = f"{case.path}.staging"
+    shutil.rmtree(path, ignore_errors=True)
+    os.mkdir(path, 0o700)
+    return path
 
 
 def _bulk_load(case: Case, src: FileSource) -> bool:
@@ -193,16 +192,17 @@ def _finish(case: Case, source_id: int, summary: FileSummary, status: str) -> No
         })
 
 
-class _BatchWriter:
+class _ChunkWriter:
+    """Moves staged chunks into the case: one transaction and one audit entry per chunk."""
+
     def __init__(self, case: Case, source_id: int, fmt: formats.Format, summary: FileSummary) -> None:
         self.case = case
         self.source_id = source_id
         self.fmt = fmt
         self.summary = summary
-        self.chunks: list[Chunk] = []
-        self.pending = 0
         self.occurrences: dict[str, int] = {}
         self.resolver = Resolver(case.conn, source_id)
+        case.conn.execute("CREATE TEMP TABLE IF NOT EXISTS keymap(keys TEXT PRIMARY KEY, cid INTEGER)")
 
     def problem(self, line: int, kind: str, reason: str) -> None:
         if kind == "skipped":
@@ -211,10 +211,6 @@ class _BatchWriter:
             self.summary.malformed += 1
         if len(self.summary.problems) < KEEP_PROBLEMS:
             self.summary.problems.append({"line": line, "kind": kind, "reason": reason})
-
-    def add(self, chunk: Chunk) -> None:
-        self.chunks.append(chunk)
-        self.pending += len(chunk)
 
     def _event_id(self, vendor: str, digest: str) -> str:
         occ = self.occurrences
@@ -227,52 +223,53 @@ class _BatchWriter:
             occ.update(keep)
         return f"{vendor}:h{digest}:{n}"
 
-    def flush(self) -> None:
-        if not self.chunks:
-            return
-        chunks, self.chunks, self.pending = self.chunks, [], 0
+    def write(self, chunk: Chunk) -> None:
         c = self.case.conn
-        source_id = self.source_id
-        resolve = self.resolver.resolve_keys
-        event_row_hash = audit.event_row_hash
+        c.execute("ATTACH DATABASE ? AS stage", (chunk.path,))
+        try:
+            c.execute("PRAGMA stage.journal_mode = OFF")
+            # Events without a vendor id are numbered here, in file order (the workers cannot know how
+            # often a line occurred in earlier chunks).
+            missing = c.execute("SELECT rowid, vendor, digest, content_hash FROM stage.e WHERE id IS NULL"
+                                " ORDER BY rowid").fetchall()
+            if missing:
+                updates = []
+                for rowid, vendor, digest, chash in missing:
+                    eid = self._event_id(vendor, digest)
+                    updates.append((eid, audit.event_row_hash(eid, self.source_id, chash), rowid))
+                c.executemany("UPDATE stage.e SET id = ?, row_hash = ? WHERE rowid = ?", updates)
+            self._move(chunk)
+        finally:
+            c.execute("DETACH DATABASE stage")
+            os.unlink(chunk.path)
+
+    def _move(self, chunk: Chunk) -> None:
+        c = self.case.conn
+        resolver = self.resolver
         try:
             c.execute("BEGIN IMMEDIATE")
             seq, _ = audit.next_seq(c)
             before = c.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
-            merged_before = self.resolver.merged
-            rows: list[tuple[Any, ...]] = []
-            append = rows.append
-            for chunk in chunks:
-                for line, kind, reason in chunk.problems:
-                    self.problem(line, kind, reason)
-                self.summary.events_seen += len(chunk.events)
-                for p in chunk.events:
-                    ts = p[P_COLUMNS]
-                    cred_id = resolve(p[P_CRED_KEYS], p[P_CRED_FACTS], ts) if p[P_CRED_KEYS] else None
-                    subj_id = resolve(p[P_SUBJ_KEYS], p[P_SUBJ_FACTS], ts) if p[P_SUBJ_KEYS] else None
-                    eid = p[P_ID]
-                    if eid is None:
-                        eid = self._event_id(p[P_COLUMNS + 2], p[P_DIGEST])
-                        row_hash = event_row_hash(eid, source_id, p[P_CONTENT_HASH])
-                    else:
-                        row_hash = p[P_ROW_HASH]
-                    # columns: ts time vendor action outcome cred_keys subject_keys ...(N_CONTENT)
-                    append((eid, *p[P_COLUMNS:P_COLUMNS + 5], cred_id, subj_id, *p[P_COLUMNS + 5:],
-                            source_id, p[P_LINE], seq, row_hash))
-            if self.resolver.merged != merged_before:
-                # A merge in this batch: rows built before it still name the credential that was folded away.
-                final = self.resolver.final
-                rows = [(*r[:6], final(r[6]), final(r[7]), *r[8:]) for r in rows]
-            c.executemany(_INSERT, rows)
+            for line, kind, reason in chunk.problems:
+                self.problem(line, kind, reason)
+            merged_before = resolver.merged
+            keymap = {keys: resolver.resolve_span(keys, facts, first, last)
+                      for keys, (facts, first, last) in chunk.refs.items()}
+            if resolver.merged != merged_before:  # a merge in this chunk may have folded an id resolved before it
+                keymap = {k: resolver.final(v) or v for k, v in keymap.items()}
+            c.execute("DELETE FROM temp.keymap")
+            c.executemany("INSERT INTO temp.keymap(keys, cid) VALUES (?, ?)", keymap.items())
+            c.execute(_MOVE, (self.source_id, seq))
             inserted = c.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0] - before
-            self.resolver.flush()
+            resolver.flush()
             audit.record_rows(c, "events", before, seq, self.case.analyst, "ingest.batch",
                               {"source": self.source_id, "events": inserted})
             c.execute("COMMIT")
         except BaseException:
             if c.in_transaction:  # an interrupt may land after COMMIT
                 c.execute("ROLLBACK")
-            self.resolver.forget()
+            resolver.forget()
             raise
+        self.summary.events_seen += chunk.events
         self.summary.events_added += inserted
-        self.summary.duplicates += len(rows) - inserted
+        self.summary.duplicates += chunk.events - inserted

@@ -1,11 +1,15 @@
 """Parse and prepare in worker processes, write in one: ingest uses both cores.
 
-A line-oriented file is cut into chunks of lines; each worker parses a chunk with the file's format
-and prepares its events (`casefile.prepare`). A chunk comes back as one orjson document (prepared
-events, problems, and a parser error if one happened) — far cheaper to move between processes than
-pickled objects. Results arrive in file order, with a bounded number of chunks in flight, so memory
-stays flat however large the file. Formats that need the whole stream (a JSON array, pretty-printed
-multi-line records) are parsed in this process.
+A file is cut into chunks of lines. A worker parses a chunk with the file's format, prepares each event
+(`casefile.prepare`: times, redaction, keys, hashes) and writes the chunk into a private staging SQLite
+file. The single writer (`casefile.ingest`) attaches that file and moves its rows into the case with one
+`INSERT … SELECT`: the per-row work of the writer happens in SQLite's C code, not in Python. What only
+the writer can know — credential ids, occurrence numbers of events without a vendor id — it decides
+from the chunk's few distinct keys and joins in.
+
+Chunks arrive in file order with a bounded number in flight, so memory stays flat however large the
+file. Formats that need the whole stream (a JSON array, pretty-printed records) and small files are
+parsed in this process, through the same staging files.
 """
 
 from __future__ import annotations
@@ -13,33 +17,58 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import sqlite3
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 import orjson
 
 from casefile import formats
-from casefile.prepare import prepare
+from casefile.prepare import (
+    P_COLUMNS,
+    P_CONTENT_HASH,
+    P_CRED_FACTS,
+    P_CRED_KEYS,
+    P_DIGEST,
+    P_ID,
+    P_LINE,
+    P_ROW_HASH,
+    P_SUBJ_FACTS,
+    P_SUBJ_KEYS,
+    prepare,
+)
 from casefile.records import Problem
 from casefile.sources import FileSource
 
-CHUNK_LINES = 4000
+# Lines per chunk, and so events per transaction and audit entry (STANCH_INGEST_BATCH overrides it).
+CHUNK_LINES = int(os.environ.get("STANCH_INGEST_BATCH", "8000"))
 PARALLEL_MIN_BYTES = 4 << 20  # below this, starting workers costs more than it saves
+RANGE_BYTES_PER_LINE = 512  # a plain file is cut by bytes: CHUNK_LINES x this, at a line end
+
+# The staging table: the event columns in CONTENT order, then what the writer finishes.
+STAGED_COLUMNS = (
+    "ts", "time", "vendor", "action", "outcome", "cred_keys", "subject_keys", "principal", "client", "src_ip",
+    "user_agent", "country", "city", "asn", "method", "resource", "status", "bytes", "rows", "vendor_type",
+    "vendor_id", "request_id", "session_id", "raw", "line", "id", "digest", "row_hash", "content_hash",
+)
+_STAGE_INSERT = f"INSERT INTO e({', '.join(STAGED_COLUMNS)}) VALUES ({','.join('?' * len(STAGED_COLUMNS))})"
 
 
+@dataclass(slots=True)
 class Chunk:
-    """Prepared events (lists, see casefile.prepare) and problems ([line, kind, reason]) of a run of lines."""
+    """A staged chunk: its file, counts, problems, the credentials it names, and a parser error if any."""
 
-    __slots__ = ("events", "problems", "error")
-
-    def __init__(self, events: list[list[Any]], problems: list[list[Any]], error: str | None) -> None:
-        self.events = events
-        self.problems = problems
-        self.error = error
+    path: str
+    events: int = 0
+    problems: list[list[Any]] = field(default_factory=list)  # [line, kind, reason]
+    # joined keys -> [facts (REF_FACTS order), first ts, last ts]
+    refs: dict[str, list[Any]] = field(default_factory=dict)
+    error: str | None = None
 
     def __len__(self) -> int:
-        return len(self.events) + len(self.problems)
+        return self.events + len(self.problems)
 
 
 class ParserFailed(Exception):
@@ -62,25 +91,107 @@ class ChunkSource:
         return io.BytesIO("\n".join(self._lines).encode())
 
 
-def _prepare_into(chunk: Chunk, item: Any, fmt_name: str, source_id: int | None) -> None:
-    out = item if isinstance(item, Problem) else prepare(item, fmt_name, source_id)
-    if isinstance(out, Problem):
-        chunk.problems.append([out.line, out.kind, out.reason])
-    else:
-        chunk.events.append(out)
+class _Stager:
+    """Collects prepared events of one chunk and writes them to its staging file."""
+
+    def __init__(self, path: str, fmt_name: str, source_id: int | None) -> None:
+        self.chunk = Chunk(path)
+        self.fmt_name = fmt_name
+        self.source_id = source_id
+        self.rows: list[tuple[Any, ...]] = []
+
+    def add(self, item: Any) -> None:
+        out = item if isinstance(item, Problem) else prepare(item, self.fmt_name, self.source_id)
+        if isinstance(out, Problem):
+            self.chunk.problems.append([out.line, out.kind, out.reason])
+            return
+        ts = out[P_COLUMNS]
+        for keys, facts in ((out[P_CRED_KEYS], out[P_CRED_FACTS]), (out[P_SUBJ_KEYS], out[P_SUBJ_FACTS])):
+            if keys:
+                ref = self.chunk.refs.get(keys)
+                if ref is None:
+                    self.chunk.refs[keys] = [facts, ts, ts]
+                elif ts < ref[1]:
+                    ref[1] = ts
+                elif ts > ref[2]:
+                    ref[2] = ts
+        self.rows.append((*out[P_COLUMNS:], out[P_LINE], out[P_ID], out[P_DIGEST], out[P_ROW_HASH],
+                          out[P_CONTENT_HASH]))
+
+    def __len__(self) -> int:
+        return len(self.rows) + len(self.chunk.problems)
+
+    def write(self) -> Chunk:
+        conn = sqlite3.connect(self.chunk.path, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode = OFF")
+            conn.execute("PRAGMA synchronous = OFF")
+            conn.execute(f"CREATE TABLE e({', '.join(STAGED_COLUMNS)})")
+            conn.execute("BEGIN")
+            conn.executemany(_STAGE_INSERT, self.rows)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        self.chunk.events = len(self.rows)
+        self.rows = []
+        return self.chunk
 
 
-def _work(args: tuple[str, str, int | None, int, list[str]]) -> bytes:
-    fmt_name, name, source_id, first, lines = args
+def _read_range(file: str, offset: int, length: int) -> list[str]:
+    """The lines of a byte range that starts and ends at line boundaries (the rule of FileSource.lines)."""
+    with open(file, "rb") as fh:
+        fh.seek(offset)
+        data = fh.read(length)
+    text = data.decode("utf-8", "replace")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _work(args: tuple[str, str, int | None, int, list[str] | tuple[str, int, int], str]) -> bytes:
+    fmt_name, name, source_id, first, lines, path = args
     fmt = formats.get(fmt_name)
     assert fmt is not None
-    chunk = Chunk([], [], None)
+    if isinstance(lines, tuple | list) and len(lines) == 3 and isinstance(lines[1], int):
+        lines = _read_range(*lines)
+    stager = _Stager(path, fmt_name, source_id)
+    error = None
     try:
         for item in fmt.parse(ChunkSource(name, first, lines)):
-            _prepare_into(chunk, item, fmt_name, source_id)
+            stager.add(item)
     except Exception as e:  # a parser bug: keep what came before it
-        chunk.error = repr(e)
-    return orjson.dumps([chunk.events, chunk.problems, chunk.error])
+        error = repr(e)
+    chunk = stager.write()
+    chunk.error = error
+    return orjson.dumps([chunk.path, chunk.events, chunk.problems, chunk.refs, chunk.error])
+
+
+def _ranges(path: str, size: int) -> Iterator[tuple[int, tuple[str, int, int]]]:
+    """(first line number, (path, offset, length)) for runs of about `size` bytes ending at a newline.
+    Only newlines are counted here; the workers read and decode their own ranges."""
+    line, offset = 1, 0
+    with open(path, "rb") as fh:
+        while True:
+            fh.seek(offset)
+            block = fh.read(size)
+            if not block:
+                return
+            end = block.rfind(b"\n")
+            while end < 0:  # a line longer than the block: read on to its end
+                more = fh.read(size)
+                if not more:
+                    end = len(block) - 1
+                    break
+                found = more.find(b"\n")
+                block += more if found < 0 else more[: found + 1]
+                end = block.rfind(b"\n") if found >= 0 else -1
+            length = end + 1
+            yield line, (path, offset, length)
+            line += block.count(b"\n", 0, length)
+            if block.rfind(b"\n", 0, length) != length - 1:
+                line += 1  # the last line had no newline
+            offset += length
 
 
 def _chunks(src: FileSource, size: int) -> Iterator[tuple[int, list[str]]]:
@@ -109,22 +220,31 @@ def workers_for(fmt: formats.Format, src: FileSource, head: list[str]) -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def prepared_chunks(fmt: formats.Format, src: FileSource, workers: int = 0,
-                    source_id: int | None = None) -> Iterator[Chunk]:
-    """Chunks in file order. After a chunk whose parser failed, raises ParserFailed."""
+def staged_chunks(fmt: formats.Format, src: FileSource, staging_dir: str, workers: int = 0,
+                  source_id: int | None = None) -> Iterator[Chunk]:
+    """Staged chunks in file order; the caller attaches, moves and deletes each. After a chunk whose parser
+    failed, raises ParserFailed."""
+    counter = iter(range(1 << 62))
+
+    def next_path() -> str:
+        return os.path.join(staging_dir, f"chunk-{next(counter)}.db")
+
+    size = CHUNK_LINES
     if workers <= 0:
-        chunk = Chunk([], [], None)
+        stager = _Stager(next_path(), fmt.name, source_id)
         try:
             for item in fmt.parse(src):
-                _prepare_into(chunk, item, fmt.name, source_id)
-                if len(chunk) >= CHUNK_LINES:
-                    yield chunk
-                    chunk = Chunk([], [], None)
+                stager.add(item)
+                if len(stager) >= size:
+                    yield stager.write()
+                    stager = _Stager(next_path(), fmt.name, source_id)
         except Exception as e:
+            chunk = stager.write()
+            chunk.error = repr(e)
             yield chunk
             raise ParserFailed(repr(e)) from e
-        if len(chunk):
-            yield chunk
+        if len(stager):
+            yield stager.write()
         return
     # fork: workers inherit the format registry (the vendor modules registered in this process).
     ctx = multiprocessing.get_context("fork")
@@ -132,12 +252,14 @@ def prepared_chunks(fmt: formats.Format, src: FileSource, workers: int = 0,
         pending: deque[Any] = deque()
 
         def take() -> Chunk:
-            events, problems, error = orjson.loads(pending.popleft().get())
-            return Chunk(events, problems, error)
+            path, events, problems, refs, error = orjson.loads(pending.popleft().get())
+            return Chunk(path, events, problems, refs, error)
 
-        for first, lines in _chunks(src, CHUNK_LINES):
-            pending.append(pool.apply_async(_work, ((fmt.name, src.name, source_id, first, lines),)))
-            if len(pending) >= workers * 3:
+        work: Iterator[tuple[int, Any]] = (_ranges(src.path, size * RANGE_BYTES_PER_LINE) if src.is_plain_file()
+                                           else _chunks(src, size))
+        for first, lines in work:
+            pending.append(pool.apply_async(_work, ((fmt.name, src.name, source_id, first, lines, next_path()),)))
+            if len(pending) >= workers * 2:
                 chunk = take()
                 yield chunk
                 if chunk.error:

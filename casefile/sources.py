@@ -42,10 +42,18 @@ class FileSource:
         return io.TextIOWrapper(self.binary(), encoding="utf-8", errors="replace", newline=None)
 
     def lines(self) -> Iterator[tuple[int, str]]:
-        """(1-based line number, line without its newline)."""
-        with self.text() as fh:
-            for n, line in enumerate(fh, 1):
-                yield n, line.rstrip("\r\n")
+        """(1-based line number, line without its newline). Lines end at `\\n` (a trailing `\\r` is dropped);
+        undecodable bytes are replaced, never fatal. Worker processes split files by the same rule."""
+        with self.binary() as fh:
+            for n, raw in enumerate(fh, 1):
+                yield n, raw.decode("utf-8", "replace").rstrip("\r\n")
+
+    def is_plain_file(self) -> bool:
+        """A regular, uncompressed file: workers can read byte ranges of it themselves."""
+        if self.path == "-":
+            return False
+        with open(self.path, "rb") as fh:
+            return fh.read(2) != b"\x1f\x8b"
 
     def head(self, n: int = HEAD_LINES) -> list[str]:
         """The first `n` non-blank lines, for format detection."""

@@ -156,10 +156,8 @@ def test_unreadable_time_is_a_malformed_line_not_a_crash(tmp_path, case_path):
 
 
 def test_progress_is_reported_per_batch_and_at_the_end(tmp_path, case_path, monkeypatch):
-    import casefile.ingest as ingest_mod
     import casefile.pipeline as pipeline_mod
 
-    monkeypatch.setattr(ingest_mod, "BATCH", 10)
     monkeypatch.setattr(pipeline_mod, "CHUNK_LINES", 10)
     f = _write(tmp_path / "p.jsonl", [_line(id=str(i)) for i in range(25)])
     seen = []
@@ -171,9 +169,9 @@ def test_progress_is_reported_per_batch_and_at_the_end(tmp_path, case_path, monk
 
 
 def test_a_parser_that_dies_mid_file_loses_nothing_stored_and_a_rerun_completes(tmp_path, case_path, monkeypatch):
-    import casefile.ingest as ingest_mod
+    import casefile.pipeline as pipeline_mod
 
-    monkeypatch.setattr(ingest_mod, "BATCH", 10)
+    monkeypatch.setattr(pipeline_mod, "CHUNK_LINES", 10)
     f = _write(tmp_path / "d.jsonl", [_line(id=str(i)) for i in range(30)])
 
     def dying(src):
