@@ -73,9 +73,10 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _scrub(value: str | None) -> str | None:
-    """Canonical text fields get the raw record's redaction too (a resource may hold `?access_token=`)."""
-    if value is None or not needs_redaction(value):
+def _scrub(value: str | None, raw_text: str, raw_found: list[Any]) -> str | None:
+    """Canonical text fields get the raw record's redaction too (a resource may hold `?access_token=`).
+    A value found verbatim in a raw record that needed no redaction needs none either."""
+    if value is None or (not raw_found and value in raw_text) or not needs_redaction(value):
         return value
     out, _ = redact(value)
     return str(out)
@@ -100,7 +101,7 @@ def prepare(parsed: Parsed, format_name: str, source_id: int | None = None) -> l
     else:
         raw_bytes = orjson.dumps(ev.raw)
         raw_text = raw_bytes.decode()
-        if needs_redaction(raw_text):
+        if needs_redaction(raw_bytes):
             red, found = redact(ev.raw)
             raw_text = orjson.dumps(red).decode()
     credential = ev.credential
@@ -116,7 +117,8 @@ def prepare(parsed: Parsed, format_name: str, source_id: int | None = None) -> l
     # What is hashed is exactly what is stored (and what `verify` reads back), so types are fixed here.
     columns = [ts, iso, ev.vendor, action, _text(ev.outcome) or "unknown", cred_keys, subj_keys,
                _text(ev.principal), _text(ev.client), _text(ev.src_ip), _text(ev.user_agent), _text(ev.country),
-               _text(ev.city), _text(ev.asn), _text(ev.method), _scrub(_text(ev.resource)), _int(ev.status),
+               _text(ev.city), _text(ev.asn), _text(ev.method), _scrub(_text(ev.resource), raw_text, found),
+               _int(ev.status),
                _int(ev.bytes), _int(ev.rows), _text(ev.vendor_type), vendor_id, _text(ev.request_id),
                _text(ev.session_id), raw_text]
     chash = hashlib.sha256(orjson.dumps([*columns, parsed.line])).hexdigest()[:32]

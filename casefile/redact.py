@@ -159,8 +159,9 @@ class Redactor:
         return obj
 
 
-def needs_redaction(text: str) -> bool:
-    """False only when `text` (a raw line, or a record serialised as JSON) holds nothing `redact` would change."""
+def needs_redaction(text: str | bytes) -> bool:
+    """False only when `text` (a raw line, or a record serialised as JSON, as str or UTF-8 bytes) holds
+    nothing `redact` would change."""
     return _FAST.search(text) is not None
 
 

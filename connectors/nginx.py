@@ -377,7 +377,7 @@ def _ir_line(lineno: int, rec: dict[str, Any]) -> Parsed | None:
     """The gateway's own line read directly; None hands anything unusual to the general path."""
     t, ip, method, uri, status = rec.get("time"), rec.get("remote_addr"), rec.get("method"), rec.get("uri"), rec.get("status")
     if (t.__class__ is not str or ip.__class__ is not str or method.__class__ is not str or uri.__class__ is not str
-            or status.__class__ is not int or "?" in uri):
+            or status.__class__ is not int):
         return None
     when = _time(t)
     if when is None:
@@ -385,6 +385,10 @@ def _ir_line(lineno: int, rec: dict[str, Any]) -> Parsed | None:
     fp = rec.get("token_fp")
     credential = (CredentialRef(keys=(f"sha256/16:{fp}",), kind="access")
                   if fp.__class__ is str and _HEX16.fullmatch(fp) else _fp_credential(fp))
+    if "?" in uri:
+        if credential is None:
+            credential = _query_credential(uri)
+        uri = _redact_query(uri)
     action, outcome = _action(status, credential, None)
     extra: dict[str, Any] = {}
     for key in ("upstream_status", "token_active"):
