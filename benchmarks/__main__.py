@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--gateway", type=int, default=1_000_000, help="gateway (nginx JSON) events")
+    p.add_argument("--gateway", type=int, nargs="+", default=[1_000_000], help="gateway (nginx JSON) sizes")
     p.add_argument("--okta", type=int, default=1_000_000, help="Okta System Log events")
     p.add_argument("--append-base", type=int, default=0, help="events already in the case before the append run")
     p.add_argument("--append", type=int, default=0, help="events appended to that case")
@@ -229,12 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke", action="store_true", help="tiny sizes (CI): proves the harness runs")
     args = p.parse_args(argv)
     if args.smoke:
-        args.gateway, args.okta, args.append_base, args.append = 20_000, 5_000, 20_000, 5_000
+        args.gateway, args.okta, args.append_base, args.append = [20_000], 5_000, 20_000, 5_000
     args.workdir.mkdir(parents=True, exist_ok=True)
     machine = describe()
     print("machine:", ", ".join(f"{k} {v}" for k, v in machine.items()), flush=True)
     rows = []
-    for kind, n, target in (("gateway", args.gateway, 2.0), ("okta", args.okta, None)):
+    runs = [("gateway", n, 2.0) for n in args.gateway] + [("okta", args.okta, None)]
+    for kind, n, target in runs:
         if n <= 0:
             continue
         path = make_input(kind, n, args.workdir)
