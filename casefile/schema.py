@@ -178,6 +178,10 @@ def ensure_derived(conn: sqlite3.Connection) -> None:
     fts = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'events_fts'").fetchone() is not None
     if not missing and not fts:
         return
+    # Building an index over millions of events sorts more than memory should hold: let the sorter spill
+    # to temporary files for this (index keys only — ids and times, no record text), then go back to
+    # memory-only temp storage.
+    conn.execute("PRAGMA temp_store = FILE")
     conn.execute("BEGIN IMMEDIATE")
     try:
         for sql in missing:
@@ -185,9 +189,11 @@ def ensure_derived(conn: sqlite3.Connection) -> None:
         if fts:
             _fts_catch_up(conn)
         conn.execute("COMMIT")
+        conn.execute("PRAGMA temp_store = MEMORY")
     except BaseException:
         if conn.in_transaction:  # an interrupt may land after COMMIT
             conn.execute("ROLLBACK")
+        conn.execute("PRAGMA temp_store = MEMORY")
         raise
 
 
