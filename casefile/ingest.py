@@ -1,7 +1,10 @@
-"""Streaming ingest: parse → prepare (workers) → resolve credentials → batched, audited inserts (one writer).
+"""Streaming ingest: parse and prepare in workers → stage → one writer moves each chunk in, audited.
 
-Constant memory per file (a bounded number of chunks in flight), one transaction per batch, each
-batch audited. Re-ingesting a file already ingested adds nothing: a finished source with the same
+The pipeline (`casefile.pipeline`) hands the writer staged chunks; for each, the writer numbers events
+that have no vendor id, resolves the chunk's credentials, and moves the rows into the case with one
+`INSERT … SELECT` in one transaction with one audit entry. Memory stays flat (a bounded number of chunks
+in flight). A file of 64 MiB or more going into an empty case is a bulk load: the secondary indexes are
+built once at the end; the full-text index is caught up at the end of every file. Re-ingesting a file already ingested adds nothing: a finished source with the same
 SHA-256 is skipped, and every event has a stable id (vendor id, or the hash of its normalised line
 plus its occurrence number in the file), so a re-read of a partly ingested file — after a crash or
 Ctrl-C — inserts only the rest.

@@ -3,4 +3,18 @@
 Importing this package registers every log format with `casefile.formats`.
 """
 
-from connectors import nginx, okta, vault  # noqa: F401  (registration side effects)
+from connectors import (  # noqa: F401  (registration side effects)
+    aws,
+    entra,
+    envoy,
+    github,
+    google,
+    haproxy,
+    keycloak,
+    kong,
+    nginx,
+    oidc,
+    okta,
+    salesforce,
+    vault,
+)

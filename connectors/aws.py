@@ -1,0 +1,1 @@
+"""aws connector (parsers registered on import)."""

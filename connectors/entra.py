@@ -1,0 +1,1 @@
+"""entra connector (parsers registered on import)."""

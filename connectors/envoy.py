@@ -1,0 +1,1 @@
+"""envoy connector (parsers registered on import)."""

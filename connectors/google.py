@@ -1,0 +1,1 @@
+"""google connector (parsers registered on import)."""

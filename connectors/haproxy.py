@@ -1,0 +1,1 @@
+"""haproxy connector (parsers registered on import)."""

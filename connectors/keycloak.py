@@ -1,0 +1,1 @@
+"""keycloak connector (parsers registered on import)."""

@@ -1,0 +1,1 @@
+"""kong connector (parsers registered on import)."""

@@ -1,0 +1,1 @@
+"""oidc connector (parsers registered on import)."""

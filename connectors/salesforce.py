@@ -1,0 +1,1 @@
+"""salesforce connector (parsers registered on import)."""
