@@ -14,7 +14,7 @@ from casefile.records import CredentialRef
 from casefile.timeutil import micros_to_iso
 
 KEY_KINDS = ("sha256", "sha256/16", "jti", "vault-accessor", "vault-hmac", "okta-token", "github-token",
-             "aws-key", "sf-token")
+             "aws-key", "sf-token", "entra-key", "kong-credential", "session")
 
 _FACTS = ("kind", "issuer", "client", "principal", "scopes", "issued_at", "expires_at", "binding", "preview")
 # Order of the facts handed to `resolve_keys` (the same as casefile.prepare.REF_FACTS).
