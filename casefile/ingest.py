@@ -23,6 +23,7 @@ import orjson
 
 from casefile import audit, formats
 from casefile.case import Case, CaseError
+from casefile.geoip import GeoIP
 from casefile.identity import Resolver
 from casefile.pipeline import Chunk, ParserFailed, staged_chunks, workers_for
 from casefile.schema import drop_secondary_indexes, ensure_derived
@@ -79,11 +80,15 @@ ProgressFn = Callable[[str, int], None]
 
 
 def ingest(case: Case, paths: Iterable[str], format_name: str | None = None,
-           progress: ProgressFn | None = None, workers: int | None = None) -> list[FileSummary]:
+           progress: ProgressFn | None = None, workers: int | None = None,
+           geoip: Iterable[str] = ()) -> list[FileSummary]:
     """Ingest files, directories or `-` (stdin). Format is detected per file unless `format_name` is given.
 
     `workers`: parser processes per file (None: decided per file from its size and format; 0: none).
+    `geoip`: MaxMind DB files that fill in country, city and ASN where the vendor's record has none.
     """
+    geo_paths = tuple(geoip)
+    geo_sources = GeoIP.check(list(geo_paths)) if geo_paths else []
     fmt = None
     if format_name is not None:
         fmt = formats.get(format_name)
@@ -94,11 +99,12 @@ def ingest(case: Case, paths: Iterable[str], format_name: str | None = None,
         sources = expand(list(paths))
     except FileNotFoundError as e:
         raise CaseError(str(e)) from e
-    return [ingest_source(case, src, fmt, progress, workers) for src in sources]
+    return [ingest_source(case, src, fmt, progress, workers, geo_paths, geo_sources) for src in sources]
 
 
 def ingest_source(case: Case, src: FileSource, fmt: formats.Format | None = None,
-                  progress: ProgressFn | None = None, workers: int | None = None) -> FileSummary:
+                  progress: ProgressFn | None = None, workers: int | None = None,
+                  geoip: tuple[str, ...] = (), geo_sources: list[dict[str, Any]] | None = None) -> FileSummary:
     """Ingest one file. Detection failures and parser crashes are reported in the summary, never raised."""
     started = _time.perf_counter()
     summary = FileSummary(path=src.name)
@@ -136,7 +142,8 @@ def ingest_source(case: Case, src: FileSource, fmt: formats.Format | None = None
         )
         source_id = int(cur.lastrowid or 0)
         audit.append(c, case.analyst, "ingest.start", {"source": source_id, "path": src.name, "format": fmt.name,
-                                                        "sha256": digest, "resumes": stale})
+                                                        "sha256": digest, "resumes": stale,
+                                                        "geoip": geo_sources or []})
     summary.source_id = source_id
     bulk = _bulk_load(case, src)
     if bulk:
@@ -144,7 +151,7 @@ def ingest_source(case: Case, src: FileSource, fmt: formats.Format | None = None
     writer = _ChunkWriter(case, source_id, fmt, summary)
     staging = _staging_dir(case)
     try:
-        for chunk in staged_chunks(fmt, src, staging, n_workers, source_id):
+        for chunk in staged_chunks(fmt, src, staging, n_workers, source_id, geoip):
             writer.write(chunk)
             if progress:
                 progress(src.name, summary.events_seen)

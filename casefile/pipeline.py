@@ -26,6 +26,7 @@ from typing import IO, Any
 import orjson
 
 from casefile import formats
+from casefile.geoip import for_paths
 from casefile.prepare import (
     P_COLUMNS,
     P_CONTENT_HASH,
@@ -94,14 +95,15 @@ class ChunkSource:
 class _Stager:
     """Collects prepared events of one chunk and writes them to its staging file."""
 
-    def __init__(self, path: str, fmt_name: str, source_id: int | None) -> None:
+    def __init__(self, path: str, fmt_name: str, source_id: int | None, geoip: tuple[str, ...] = ()) -> None:
         self.chunk = Chunk(path)
         self.fmt_name = fmt_name
         self.source_id = source_id
+        self.geo = for_paths(geoip)
         self.rows: list[tuple[Any, ...]] = []
 
     def add(self, item: Any) -> None:
-        out = item if isinstance(item, Problem) else prepare(item, self.fmt_name, self.source_id)
+        out = item if isinstance(item, Problem) else prepare(item, self.fmt_name, self.source_id, self.geo)
         if isinstance(out, Problem):
             self.chunk.problems.append([out.line, out.kind, out.reason])
             return
@@ -149,13 +151,13 @@ def _read_range(file: str, offset: int, length: int) -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
-def _work(args: tuple[str, str, int | None, int, list[str] | tuple[str, int, int], str]) -> bytes:
-    fmt_name, name, source_id, first, lines, path = args
+def _work(args: tuple[str, str, int | None, int, list[str] | tuple[str, int, int], str, tuple[str, ...]]) -> bytes:
+    fmt_name, name, source_id, first, lines, path, geoip = args
     fmt = formats.get(fmt_name)
     assert fmt is not None
     if isinstance(lines, tuple | list) and len(lines) == 3 and isinstance(lines[1], int):
         lines = _read_range(*lines)
-    stager = _Stager(path, fmt_name, source_id)
+    stager = _Stager(path, fmt_name, source_id, geoip)
     error = None
     try:
         for item in fmt.parse(ChunkSource(name, first, lines)):
@@ -221,7 +223,7 @@ def workers_for(fmt: formats.Format, src: FileSource, head: list[str]) -> int:
 
 
 def staged_chunks(fmt: formats.Format, src: FileSource, staging_dir: str, workers: int = 0,
-                  source_id: int | None = None) -> Iterator[Chunk]:
+                  source_id: int | None = None, geoip: tuple[str, ...] = ()) -> Iterator[Chunk]:
     """Staged chunks in file order; the caller attaches, moves and deletes each. After a chunk whose parser
     failed, raises ParserFailed."""
     counter = iter(range(1 << 62))
@@ -231,13 +233,13 @@ def staged_chunks(fmt: formats.Format, src: FileSource, staging_dir: str, worker
 
     size = CHUNK_LINES
     if workers <= 0:
-        stager = _Stager(next_path(), fmt.name, source_id)
+        stager = _Stager(next_path(), fmt.name, source_id, geoip)
         try:
             for item in fmt.parse(src):
                 stager.add(item)
                 if len(stager) >= size:
                     yield stager.write()
-                    stager = _Stager(next_path(), fmt.name, source_id)
+                    stager = _Stager(next_path(), fmt.name, source_id, geoip)
         except Exception as e:
             chunk = stager.write()
             chunk.error = repr(e)
@@ -258,7 +260,8 @@ def staged_chunks(fmt: formats.Format, src: FileSource, staging_dir: str, worker
         work: Iterator[tuple[int, Any]] = (_ranges(src.path, size * RANGE_BYTES_PER_LINE) if src.is_plain_file()
                                            else _chunks(src, size))
         for first, lines in work:
-            pending.append(pool.apply_async(_work, ((fmt.name, src.name, source_id, first, lines, next_path()),)))
+            pending.append(pool.apply_async(_work, ((fmt.name, src.name, source_id, first, lines, next_path(),
+                                                     geoip),)))
             if len(pending) >= workers * 2:
                 chunk = take()
                 yield chunk

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from casefile.audit import event_row_hash
+from casefile.geoip import GeoIP
 from casefile.identity import KeyError_, expand_keys
 from casefile.records import ACTIONS, CredentialRef, Parsed, Problem
 from casefile.redact import needs_redaction, redact
@@ -82,7 +83,8 @@ def _scrub(value: str | None, raw_text: str, raw_found: list[Any]) -> str | None
     return str(out)
 
 
-def prepare(parsed: Parsed, format_name: str, source_id: int | None = None) -> list[Any] | Problem:
+def prepare(parsed: Parsed, format_name: str, source_id: int | None = None,
+            geo: GeoIP | None = None) -> list[Any] | Problem:
     """Normalise, redact and hash one parsed event; a Problem when its time or keys are unusable."""
     ev = parsed.event
     try:
@@ -114,6 +116,11 @@ def prepare(parsed: Parsed, format_name: str, source_id: int | None = None) -> l
     except KeyError_ as e:
         return Problem(parsed.line, "malformed", f"parser {format_name} gave a bad key: {e}")
     vendor_id = _text(ev.vendor_id) or None
+    if geo is not None and ev.src_ip and (ev.country is None or ev.city is None or ev.asn is None):
+        country, city, asn = geo.lookup(str(ev.src_ip))
+        ev.country = ev.country or country  # the vendor's own fields win
+        ev.city = ev.city or city
+        ev.asn = ev.asn or asn
     # What is hashed is exactly what is stored (and what `verify` reads back), so types are fixed here.
     columns = [ts, iso, ev.vendor, action, _text(ev.outcome) or "unknown", cred_keys, subj_keys,
                _text(ev.principal), _text(ev.client), _text(ev.src_ip), _text(ev.user_agent), _text(ev.country),

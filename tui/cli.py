@@ -75,9 +75,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 def progress(name: str, n: int) -> None:
                     bar.update(task, description=Path(name).name, n=n)
 
-                summaries = ingest(case, args.paths, args.format, progress)
+                summaries = ingest(case, args.paths, args.format, progress, geoip=args.geoip or ())
         else:
-            summaries = ingest(case, args.paths, args.format)
+            summaries = ingest(case, args.paths, args.format, geoip=args.geoip or ())
     failed = [s for s in summaries if s.error]
     if args.json:
         _print_json({"files": [s.as_dict() for s in summaries],
@@ -315,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("case")
     sp.add_argument("paths", nargs="+", metavar="PATH")
     sp.add_argument("--format", metavar="NAME", help="skip detection (see `stanch formats`)")
+    sp.add_argument("--geoip", action="append", metavar="FILE",
+                    help="MaxMind DB (.mmdb) for country/city/ASN where the vendor gives none; repeatable")
     sp.add_argument("--json", action="store_true")
     sp = add("info", cmd_info, "summarise a case: counts, sources, window")
     sp.add_argument("case")
