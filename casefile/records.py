@@ -34,7 +34,7 @@ OUTCOMES = frozenset({"success", "failure", "unknown"})
 
 CREDENTIAL_KINDS = frozenset(
     {"access", "refresh", "id", "api-key", "pat", "vault-token", "aws-key", "session", "client-secret",
-     "jwt", "webhook", "private-key", "unknown"}
+     "jwt", "webhook", "private-key", "certificate", "unknown"}
 )
 
 

@@ -51,7 +51,11 @@ def to_utc_iso(value: str | int | float) -> str:
     """
     if isinstance(value, bool):
         raise TimeError(f"not a time: {value!r}")
-    if isinstance(value, int | float):
+    if isinstance(value, float):
+        if value != value or abs(value) > 1e19:  # NaN, or past any epoch unit stanch reads
+            raise TimeError(f"not a time: {value!r}")
+        return _from_epoch(str(int(value)) if value.is_integer() else f"{value:.6f}".rstrip("0"))
+    if isinstance(value, int):
         return _from_epoch(str(value))
     text = value.strip().strip("[]")
     m = _ISO.match(text)

@@ -332,7 +332,14 @@ def _load(line: str) -> tuple[dict[str, Any] | None, str]:
     return obj, ""
 
 
+# haproxy's JSON log-format (test-peers §5b) shares `remote_addr` and `token_fp`; its timer and
+# termination fields are haproxy's alone.
+_HAPROXY_KEYS = frozenset({"tt_ms", "tr_ms", "tw_ms", "tc_ms", "ta_ms", "termination_state", "frontend", "backend"})
+
+
 def _looks_nginx(rec: dict[str, Any]) -> bool:
+    if not _HAPROXY_KEYS.isdisjoint(rec):
+        return False
     named = sum(1 for k in rec if k in _NGINX_KEYS)
     if named >= 2:
         return True
