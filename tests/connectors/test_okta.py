@@ -497,3 +497,12 @@ def test_sniff_rejects_other_vendors_json(line: str) -> None:
 def test_sniff_empty_and_text() -> None:
     assert okta.sniff([]) == 0.0
     assert okta.sniff(['203.0.113.7 - - [17/Aug/2025:11:15:42 +0000] "GET / HTTP/1.1" 200 5']) == 0.0
+
+
+def test_a_chunk_parsed_by_an_ingest_worker_keeps_the_files_line_numbers():
+    from casefile.pipeline import ChunkSource
+
+    lines = (FIX / "appomni_okta_system_log_A.jsonl").read_text().splitlines()
+    chunk = ChunkSource("x", 11, lines[10:14])
+    parsed = [p for p in okta.parse(chunk) if not isinstance(p, Problem)]
+    assert [p.line for p in parsed] == [11, 12, 13, 14]
