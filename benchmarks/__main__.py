@@ -59,6 +59,100 @@ def make_input(kind: str, n: int, workdir: Path) -> Path:
     return out
 
 
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def make_family_input(family: str, n: int, workdir: Path) -> tuple[Path, str]:
+    """A file of `n` records for a format family the demo generator does not write, grown from a committed
+    fixture: `text` from the 10,000-line combined access log; `csv` from the Salesforce EventLogFile CSV
+    fixtures, each copy of a row with a fresh REQUEST_ID. Returns (file, format name)."""
+    if family == "text":
+        out = workdir / f"text-combined-{n}.log"
+        if not out.exists():
+            base = (FIXTURES / "nginx" / "elastic_examples_apache_logs_combined.log").read_bytes().splitlines(True)
+            with open(out, "wb") as fh:
+                for i in range(n):
+                    fh.write(base[i % len(base)])
+        return out, "nginx-combined"
+    if family == "csv":
+        import csv
+        import io
+
+        out = workdir / f"csv-eventlogfile-{n}.csv"
+        if not out.exists():
+            # The first section of the hand-made Drift EventLogFile (up to the next concatenated header).
+            src = FIXTURES / "salesforce" / "hand_eventlogfile_drift_concat.csv"
+            reader = csv.DictReader(io.StringIO(src.read_text()))
+            header = list(reader.fieldnames or [])
+            rows: list[dict[str, str]] = []
+            for row in reader:
+                if row.get("EVENT_TYPE") == "EVENT_TYPE":
+                    break
+                rows.append(row)
+            if not rows:
+                raise SystemExit("no Salesforce EventLogFile CSV fixture with a REQUEST_ID column to grow")
+            with open(out, "w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=header)
+                w.writeheader()
+                for i in range(n):
+                    row = dict(rows[i % len(rows)])
+                    row["REQUEST_ID"] = f"{row.get('REQUEST_ID', 'r')}-{i}"
+                    w.writerow(row)
+        return out, "salesforce-eventlogfile"
+    raise ValueError(family)
+
+
+def floor_lines(path: Path, workdir: Path) -> float:
+    """The floor for a text format: each line into a one-column table with executemany, no index."""
+    db = workdir / "floor-lines.db"
+    db.unlink(missing_ok=True)
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE e(line)")
+    started = time.perf_counter()
+    with open(path, "rb") as fh:
+        batch: list[tuple[str]] = []
+        for line in fh:
+            batch.append((line.decode("utf-8", "replace"),))
+            if len(batch) >= 20_000:
+                conn.execute("BEGIN")
+                conn.executemany("INSERT INTO e VALUES (?)", batch)
+                conn.execute("COMMIT")
+                batch = []
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO e VALUES (?)", batch)
+        conn.execute("COMMIT")
+    seconds = time.perf_counter() - started
+    conn.close()
+    db.unlink(missing_ok=True)
+    return seconds
+
+
+def family(name: str, n: int, workdir: Path) -> dict[str, Any]:
+    path, fmt = make_family_input(name, n, workdir)
+    mb = path.stat().st_size / 1e6
+    case = new_case(workdir / f"family-{name}.stanch")
+    run = stanch_ingest(case, path, fmt)
+    row: dict[str, Any] = {"family": name, "format": fmt, "events": run["added"], "mb": mb, "stanch_s": run["seconds"],
+                           "stanch_eps": run["added"] / run["seconds"], "stanch_mbps": mb / run["seconds"],
+                           "peak_rss_mib": run["peak_rss_mib"]}
+    if name == "csv":
+        db = workdir / "sqlite-utils-csv.db"
+        db.unlink(missing_ok=True)
+        exe = shutil.which("sqlite-utils", path=str(Path(sys.executable).parent)) or "sqlite-utils"
+        su, _, _, _ = run_tree([exe, "insert", str(db), "events", str(path), "--csv"])
+        db.unlink(missing_ok=True)
+        row["baseline"] = "sqlite-utils insert --csv"
+    else:
+        su = floor_lines(path, workdir)
+        row["baseline"] = "floor (lines, executemany)"
+    row["baseline_eps"] = n / su
+    row["ratio"] = su / run["seconds"]
+    for p in (case, Path(f"{case}-wal"), Path(f"{case}-shm")):
+        p.unlink(missing_ok=True)
+    return row
+
+
 def split(path: Path, first: int, workdir: Path) -> tuple[Path, Path]:
     """The first `first` lines and the rest, as two files."""
     a, b = workdir / f"{path.stem}-head{first}.jsonl", workdir / f"{path.stem}-tail{first}.jsonl"
@@ -137,8 +231,10 @@ def baseline_floor(path: Path, workdir: Path) -> float:
     return seconds
 
 
-def stanch_ingest(case: Path, path: Path) -> dict[str, Any]:
+def stanch_ingest(case: Path, path: Path, fmt: str | None = None) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "tui.cli", "--analyst", "bench", "ingest", str(case), str(path), "--json"]
+    if fmt:
+        cmd += ["--format", fmt]
     seconds, peak, peak_main, out = run_tree(cmd)
     doc = json.loads(out)
     return {"seconds": seconds, "peak_rss_mib": peak / 1024, "peak_main_rss_mib": peak_main / 1024,
@@ -187,7 +283,8 @@ def append(base: Path, extra: Path, workdir: Path) -> dict[str, Any]:
             "append_eps": n / a["seconds"], "peak_rss_mib": max(a["peak_rss_mib"], b["peak_rss_mib"])}
 
 
-def report(machine: dict[str, str], rows: list[dict[str, Any]], app: dict[str, Any] | None, argv: list[str]) -> str:
+def report(machine: dict[str, str], rows: list[dict[str, Any]], app: dict[str, Any] | None, argv: list[str],
+           families: list[dict[str, Any]] | None = None) -> str:
     lines = ["# stanch ingest benchmarks", "",
              f"Command: `python -m benchmarks {' '.join(argv)}` (written by the harness; do not edit by hand).", "",
              "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()), "",
@@ -213,6 +310,14 @@ def report(machine: dict[str, str], rows: list[dict[str, Any]], app: dict[str, A
                   f"{'met' if app['append_eps'] >= 40_000 else 'not met'}); building the base took "
                   f"{app['base_s']:.1f} s; peak RSS {app['peak_rss_mib']:.0f} MiB (target < 300: "
                   f"{'met' if app['peak_rss_mib'] < 300 else 'not met'})."]
+    if families:
+        lines += ["", "Per format family (inputs grown from committed fixtures; see `make_family_input`):", "",
+                  "| family | format | events | MB | s | events/s | MB/s | baseline | baseline events/s | × baseline |"
+                  " peak RSS MiB |", "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+        for f in families:
+            lines.append(f"| {f['family']} | {f['format']} | {f['events']:,} | {f['mb']:.0f} | {f['stanch_s']:.1f} | "
+                         f"{f['stanch_eps']:,.0f} | {f['stanch_mbps']:.1f} | {f['baseline']} | "
+                         f"{f['baseline_eps']:,.0f} | {f['ratio']:.2f} | {f['peak_rss_mib']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -224,12 +329,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--okta", type=int, default=1_000_000, help="Okta System Log events")
     p.add_argument("--append-base", type=int, default=0, help="events already in the case before the append run")
     p.add_argument("--append", type=int, default=0, help="events appended to that case")
+    p.add_argument("--families", type=int, default=0,
+                   help="also measure the text and CSV families at this many events (JSON lines: the runs above)")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "stanch-bench")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     p.add_argument("--smoke", action="store_true", help="tiny sizes (CI): proves the harness runs")
     args = p.parse_args(argv)
     if args.smoke:
         args.gateway, args.okta, args.append_base, args.append = [20_000], 5_000, 20_000, 5_000
+        args.families = 5_000
     args.workdir.mkdir(parents=True, exist_ok=True)
     machine = describe()
     print("machine:", ", ".join(f"{k} {v}" for k, v in machine.items()), flush=True)
@@ -249,7 +357,15 @@ def main(argv: list[str] | None = None) -> int:
         base, extra = split(whole, args.append_base, args.workdir)
         app = append(base, extra, args.workdir)
         print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in app.items()}), flush=True)
-    text = report(machine, rows, app, argv)
+    fams = []
+    for name in ("text", "csv") if args.families > 0 else ():
+        try:
+            fams.append(family(name, args.families, args.workdir))
+        except SystemExit as e:  # a family whose fixture or parser is missing is reported, not fatal
+            print(f"family {name}: {e}", flush=True)
+            continue
+        print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in fams[-1].items()}), flush=True)
+    text = report(machine, rows, app, argv, fams)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(f"wrote {args.out}")
