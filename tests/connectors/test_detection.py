@@ -59,3 +59,22 @@ def test_detection_and_parse_counts(name):
     assert [(p.line, p.kind) for p in problems] == [(p["line"], p["kind"]) for p in exp["problems"]]
     for got, want in zip(problems, exp["problems"], strict=True):
         assert got.reason.startswith(want["reason"]), (got, want)
+
+
+def test_one_ingest_of_every_fixture_detects_each_file_and_stores_every_event(tmp_path):
+    # Mixed formats in one call: each file is detected on its own, and each file's events reach the case
+    # (fewer only where the same vendor id appears twice, across files or within one).
+    from casefile.audit import verify
+    from casefile.case import create_case
+    from casefile.ingest import ingest
+
+    paths = [str(FIXTURES / name) for name in sorted(EXPECTED)]
+    with create_case(tmp_path / "all.stanch") as case:
+        summaries = ingest(case, paths)
+        by_path = {s.path: s for s in summaries}
+        for name, exp in EXPECTED.items():
+            s = by_path[str(FIXTURES / name)]
+            assert s.error is None and s.format == exp["format"], (name, s.error, s.format)
+            assert s.events_seen == exp["events"], name
+            assert s.events_added + s.duplicates == exp["events"], name
+        assert verify(case.conn)[2] == []
