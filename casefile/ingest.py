@@ -26,7 +26,7 @@ from casefile.case import Case, CaseError
 from casefile.geoip import GeoIP
 from casefile.identity import Resolver
 from casefile.pipeline import Chunk, ParserFailed, staged_chunks, workers_for
-from casefile.schema import drop_secondary_indexes, ensure_derived
+from casefile.schema import FTS_DOC_SQL, drop_secondary_indexes, ensure_derived
 from casefile.sources import FileSource, expand
 from casefile.timeutil import now_iso
 
@@ -47,6 +47,7 @@ _MOVE = (
     " LEFT JOIN temp.keymap AS k1 ON k1.keys = e.cred_keys"
     " LEFT JOIN temp.keymap AS k2 ON k2.keys = e.subject_keys ORDER BY e.rowid"
 )
+_FTS_INSERT = f"INSERT INTO events_fts(rowid, doc) SELECT rowid, {FTS_DOC_SQL} FROM events WHERE rowid > ?"
 # A file at least this large going into an empty case is a bulk load: secondary indexes are built once
 # at the end instead of row by row.
 BULK_MIN_BYTES = 64 << 20
@@ -253,6 +254,11 @@ class _ChunkWriter:
             c.execute("DETACH DATABASE stage")
             os.unlink(chunk.path)
 
+    def _fts_current(self, before: int) -> bool:
+        """True when the full-text index holds every event up to `before` (else ensure_derived catches up)."""
+        row = self.case.conn.execute("SELECT value FROM meta WHERE key = 'fts_rowid'").fetchone()
+        return row is not None and int(row[0]) == before
+
     def _move(self, chunk: Chunk) -> None:
         c = self.case.conn
         resolver = self.resolver
@@ -270,7 +276,12 @@ class _ChunkWriter:
             c.execute("DELETE FROM temp.keymap")
             c.executemany("INSERT INTO temp.keymap(keys, cid) VALUES (?, ?)", keymap.items())
             c.execute(_MOVE, (self.source_id, seq))
-            inserted = c.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0] - before
+            top = c.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
+            inserted = top - before
+            if inserted and self._fts_current(before):
+                # The timeline's full-text rows go in with their events, while the workers parse ahead.
+                c.execute(_FTS_INSERT, (before,))
+                c.execute("UPDATE meta SET value = ? WHERE key = 'fts_rowid'", (str(top),))
             resolver.flush()
             audit.record_rows(c, "events", before, seq, self.case.analyst, "ingest.batch",
                               {"source": self.source_id, "events": inserted})

@@ -30,7 +30,7 @@ CREATE TABLE sources (
 CREATE INDEX sources_sha256 ON sources(sha256);
 CREATE TABLE events (
     rowid INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
+    id TEXT NOT NULL,
     ts INTEGER NOT NULL,
     time TEXT NOT NULL,
     vendor TEXT NOT NULL,
@@ -62,7 +62,11 @@ CREATE TABLE events (
     audit_seq INTEGER,
     row_hash TEXT
 );
-CREATE INDEX events_ts ON events(ts);
+-- An event's id is unique; the same event always has the same time, so (ts, id) is unique too. Keyed
+-- by time first, the index grows at its end as logs (mostly time-ordered) are ingested, instead of
+-- taking a random page per event as a bare id index does on a case of millions; it also serves every
+-- time-range query.
+CREATE UNIQUE INDEX events_ts_id ON events(ts, id);
 CREATE INDEX events_subject ON events(subject_credential_id) WHERE subject_credential_id IS NOT NULL;
 CREATE TABLE credentials (
     id INTEGER PRIMARY KEY,
@@ -146,7 +150,6 @@ def _v3(conn: sqlite3.Connection) -> None:
 # case drops them and builds them once at the end (a sorted build is several times cheaper than keeping
 # them up to date row by row); `ensure_derived` rebuilds any that a crash left missing.
 SECONDARY_INDEXES = {
-    "events_ts": "CREATE INDEX IF NOT EXISTS events_ts ON events(ts)",
     "events_credential_ts": "CREATE INDEX IF NOT EXISTS events_credential_ts ON events(credential_id, ts)",
     "events_subject": "CREATE INDEX IF NOT EXISTS events_subject ON events(subject_credential_id)"
                       " WHERE subject_credential_id IS NOT NULL",
