@@ -99,6 +99,22 @@ def make_family_input(family: str, n: int, workdir: Path) -> tuple[Path, str]:
                     row["REQUEST_ID"] = f"{row.get('REQUEST_ID', 'r')}-{i}"
                     w.writerow(row)
         return out, "salesforce-eventlogfile"
+    if family == "cloudtrail":
+        out = workdir / f"cloudtrail-{n}.jsonl"
+        if not out.exists():
+            # Elastic's CloudTrail records (one per line), each copy with a fresh eventID.
+            base = []
+            for name in ("elastic_cloudtrail_test-console-login-json.log", "elastic_cloudtrail_test-assume-role-json.log",
+                         "elastic_cloudtrail_test-batch-get-secret-value-json.log"):
+                for line in (FIXTURES / "aws" / name).read_bytes().splitlines():
+                    if line.strip():
+                        base.append(orjson.loads(line))
+            with open(out, "wb") as fh:
+                for i in range(n):
+                    rec = dict(base[i % len(base)])
+                    rec["eventID"] = f"{rec.get('eventID', 'e')}-{i}"
+                    fh.write(orjson.dumps(rec) + b"\n")
+        return out, "aws-cloudtrail"
     raise ValueError(family)
 
 
@@ -136,13 +152,13 @@ def family(name: str, n: int, workdir: Path) -> dict[str, Any]:
     row: dict[str, Any] = {"family": name, "format": fmt, "events": run["added"], "mb": mb, "stanch_s": run["seconds"],
                            "stanch_eps": run["added"] / run["seconds"], "stanch_mbps": mb / run["seconds"],
                            "peak_rss_mib": run["peak_rss_mib"]}
-    if name == "csv":
-        db = workdir / "sqlite-utils-csv.db"
+    if name in ("csv", "cloudtrail"):
+        db = workdir / f"sqlite-utils-{name}.db"
         db.unlink(missing_ok=True)
         exe = shutil.which("sqlite-utils", path=str(Path(sys.executable).parent)) or "sqlite-utils"
-        su, _, _, _ = run_tree([exe, "insert", str(db), "events", str(path), "--csv"])
+        su, _, _, _ = run_tree([exe, "insert", str(db), "events", str(path), "--csv" if name == "csv" else "--nl"])
         db.unlink(missing_ok=True)
-        row["baseline"] = "sqlite-utils insert --csv"
+        row["baseline"] = "sqlite-utils insert --csv" if name == "csv" else "sqlite-utils insert --nl"
     else:
         su = floor_lines(path, workdir)
         row["baseline"] = "floor (lines, executemany)"
@@ -358,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         app = append(base, extra, args.workdir)
         print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in app.items()}), flush=True)
     fams = []
-    for name in ("text", "csv") if args.families > 0 else ():
+    for name in ("text", "csv", "cloudtrail") if args.families > 0 else ():
         try:
             fams.append(family(name, args.families, args.workdir))
         except SystemExit as e:  # a family whose fixture or parser is missing is reported, not fatal

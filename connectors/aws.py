@@ -50,6 +50,16 @@ from casefile.formats import Format, SourceStream, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.secrets import fingerprint, sha256_hex
 from casefile.timeutil import TimeError, to_utc_iso
+from connectors._common import (
+    UTF8_BOM,
+    PrefixedStream,
+    get_path,
+    get_path_exact,
+    json_line_share,
+    parse_json_lines,
+    stream_json_items,
+    text_reader,
+)
 
 VENDOR = "aws"
 _MISSING = (None, "", "-", "null", "None")
@@ -58,38 +68,15 @@ _PLACEHOLDERS = frozenset({"REDACTED", "redacted", "HIDDEN_DUE_TO_SECURITY_REASO
 
 # ---------------------------------------------------------------------------------------------- lookups
 
-# Whether the record being parsed needs case-insensitive lookups (a Panther-lowercased export); set once per
-# record by `_cloudtrail_event` so that canonical records never pay for a key scan on an absent optional field.
-_case_insensitive = True
+# `_get(obj, *path)`: obj[path...], or None when absent or not a dict. Case-insensitive (Panther-lowercased
+# exports) unless the record being parsed has canonical keys: `_cloudtrail_event` rebinds it once per record, since scanning every
+# key on each miss of an optional field would triple parse time for the common, canonical records. Parsing is
+# single-threaded within a process.
+_get = get_path
 
 
-def _get(obj: Any, *path: str) -> Any:
-    """obj[path...] with each key matched exactly, else case-insensitively; None when absent or not a dict."""
-    cur = obj
-    for key in path:
-        if not isinstance(cur, dict):
-            return None
-        if key in cur:
-            cur = cur[key]
-            continue
-        if not _case_insensitive:
-            return None
-        low = key.lower()
-        for k, v in cur.items():
-            if isinstance(k, str) and k.lower() == low:
-                cur = v
-                break
-        else:
-            return None
-    return cur
-
-
-def _str(value: Any) -> str | None:
-    """A usable string value: None for absent, empty, `-` and `null`."""
-    if value is None or isinstance(value, bool | dict | list):
-        return None
-    text = str(value).strip()
-    return None if text in _MISSING else text
+# A usable string value: None for absent, empty, `-` and `null`.
+_str = text_reader(_MISSING)
 
 
 def _time(value: Any) -> str | None:
@@ -300,8 +287,8 @@ def _subject(
 
 
 def _cloudtrail_event(rec: dict[str, Any], line: int) -> Parsed | Problem:
-    global _case_insensitive
-    _case_insensitive = "eventName" not in rec or "eventTime" not in rec
+    global _get
+    _get = get_path if "eventName" not in rec or "eventTime" not in rec else get_path_exact
     if not rec:
         return Problem(line, "malformed", "empty JSON object: not a CloudTrail record")
     name = _str(_get(rec, "eventName"))
@@ -402,26 +389,6 @@ _WRAPPER = re.compile(rb'^\s*\{\s*"records"\s*:', re.IGNORECASE)
 _WRAPPER_TEXT = re.compile(r'^\s*\{\s*"records"\s*:', re.IGNORECASE)
 
 
-class _Prefixed(io.RawIOBase):
-    """A byte stream with the bytes already read (to find the shape) put back in front."""
-
-    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
-        super().__init__()
-        self._head = head
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        if self._head:
-            data, self._head = self._head[: len(b)], self._head[len(b) :]
-        else:
-            data = self._rest.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-
 def _is_wrapper(fh: IO[bytes]) -> tuple[bytes, bool]:
     """(bytes read, whether the file starts with a `{"Records":` object). Reads only the first bytes."""
     buf = b""
@@ -443,45 +410,35 @@ def _safe_event(rec: dict[str, Any], line: int) -> Parsed | Problem:
         return Problem(line, "malformed", f"unreadable CloudTrail record: {type(e).__name__}: {e}")
 
 
-def _parse_wrapper(stream: _Prefixed) -> Iterator[Parsed | Problem]:
-    index = 0
-    try:
-        reader = io.BufferedReader(stream)
-        if reader.peek(3)[:3] == b"\xef\xbb\xbf":
-            reader.read(3)
-        for item in ijson.items(reader, "Records.item", use_float=True, multiple_values=True):
-            index += 1
-            if not isinstance(item, dict):
-                yield Problem(index, "malformed", f"record {index} is not a JSON object")
-                continue
-            yield _safe_event(item, index)
-    except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        yield Problem(index + 1, "malformed", f"Records array truncated or broken after record {index}: {reason[:200]}")
+def _parse_wrapper(stream: PrefixedStream) -> Iterator[Parsed | Problem]:
+    reader = io.BufferedReader(stream)
+    if reader.peek(3)[:3] == UTF8_BOM:
+        reader.read(3)
+    yield from stream_json_items(
+        ijson.items(reader, "Records.item", use_float=True, multiple_values=True),
+        _safe_event,
+        "Records array truncated or broken after record {index}: {reason}",
+        non_object="record",
+    )
+
+
+def _line_records(obj: dict[str, Any], n: int) -> Iterator[Parsed | Problem]:
+    records = obj.get("Records") if "eventName" not in obj else None
+    if isinstance(records, list):  # a delivered file's `{"Records": […]}` on one line of a JSON-lines file
+        for rec in records:
+            yield _safe_event(rec, n) if isinstance(rec, dict) else Problem(
+                n, "malformed", "a Records item is not a JSON object"
+            )
+        return
+    yield _safe_event(obj, n)
 
 
 def _parse_lines(src: SourceStream) -> Iterator[Parsed | Problem]:
-    for n, line in src.lines():
-        text = line.strip().lstrip("\ufeff")
-        if not text:
-            yield Problem(n, "skipped", "blank line")
-            continue
-        try:
-            obj = orjson.loads(text)
-        except orjson.JSONDecodeError as e:
-            yield Problem(n, "malformed", f"not JSON: {e}")
-            continue
-        if not isinstance(obj, dict):
-            yield Problem(n, "malformed", f"not a JSON object ({type(obj).__name__}): not a CloudTrail record")
-            continue
-        records = obj.get("Records") if "eventName" not in obj else None
-        if isinstance(records, list):  # a delivered file's `{"Records": […]}` on one line of a JSON-lines file
-            for rec in records:
-                yield _safe_event(rec, n) if isinstance(rec, dict) else Problem(
-                    n, "malformed", "a Records item is not a JSON object"
-                )
-            continue
-        yield _safe_event(obj, n)
+    yield from parse_json_lines(
+        ((n, line.strip().lstrip("\ufeff")) for n, line in src.lines()),
+        _line_records,
+        non_object="not a JSON object ({type}): not a CloudTrail record",
+    )
 
 
 def parse_cloudtrail(src: SourceStream) -> Iterator[Parsed | Problem]:
@@ -490,7 +447,7 @@ def parse_cloudtrail(src: SourceStream) -> Iterator[Parsed | Problem]:
     try:
         head, wrapper = _is_wrapper(fh)
         if wrapper:
-            yield from _parse_wrapper(_Prefixed(head, fh))
+            yield from _parse_wrapper(PrefixedStream(head, fh))
             return
     finally:
         fh.close()
@@ -538,15 +495,7 @@ def sniff_cloudtrail(first_lines: list[str]) -> float:
         # A pretty-printed (or very long) `{"Records": [` file: the head is the top of the first record.
         found = {m.group(1) for m in _PRETTY_CT_KEYS.finditer(text)}
         return 0.9 if len(found) >= 2 else 0.0
-    total = hits = 0
-    for line in lines:
-        total += 1
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        hits += _looks_cloudtrail(obj)
-    frac = hits / total
+    frac = json_line_share(lines, _looks_cloudtrail)
     return 0.8 + 0.15 * frac if frac >= 0.5 else 0.0
 
 
@@ -691,25 +640,20 @@ def _apigw_event(rec: dict[str, Any], line: int) -> Parsed | Problem:
     return Parsed(line, event, id_text)
 
 
+def _safe_apigw_event(obj: dict[str, Any], n: int) -> Parsed | Problem:
+    try:
+        return _apigw_event(obj, n)
+    except (TypeError, ValueError, AttributeError) as e:
+        return Problem(n, "malformed", f"unreadable API Gateway access-log record: {type(e).__name__}: {e}")
+
+
 def parse_apigateway(src: SourceStream) -> Iterator[Parsed | Problem]:
     """API Gateway JSON access-log lines → events; `raw` is the record (the case file redacts it)."""
-    for n, line in src.lines():
-        text = line.strip().lstrip("\ufeff")
-        if not text:
-            yield Problem(n, "skipped", "blank line")
-            continue
-        try:
-            obj = orjson.loads(text)
-        except orjson.JSONDecodeError as e:
-            yield Problem(n, "malformed", f"not JSON: {e}")
-            continue
-        if not isinstance(obj, dict):
-            yield Problem(n, "malformed", f"not a JSON object ({type(obj).__name__}): not an access-log record")
-            continue
-        try:
-            yield _apigw_event(obj, n)
-        except (TypeError, ValueError, AttributeError) as e:
-            yield Problem(n, "malformed", f"unreadable API Gateway access-log record: {type(e).__name__}: {e}")
+    yield from parse_json_lines(
+        ((n, line.strip().lstrip("\ufeff")) for n, line in src.lines()),
+        _safe_apigw_event,
+        non_object="not a JSON object ({type}): not an access-log record",
+    )
 
 
 def _looks_apigateway(obj: Any) -> bool:
@@ -726,16 +670,7 @@ def sniff_apigateway(first_lines: list[str]) -> float:
     lines = [ln for ln in first_lines if ln.strip()]
     if not lines:
         return 0.0
-    hits = 0
-    for line in lines:
-        if not line.lstrip().startswith("{"):
-            continue
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        hits += _looks_apigateway(obj)
-    frac = hits / len(lines)
+    frac = json_line_share(lines, _looks_apigateway)
     return 0.75 + 0.2 * frac if frac >= 0.5 else 0.0
 
 

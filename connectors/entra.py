@@ -49,6 +49,7 @@ import orjson
 from casefile.formats import Format, SourceStream, json_lines, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.timeutil import TimeError, to_utc_iso
+from connectors._common import PrefixedStream, as_dict, parse_json_lines, stream_json_items, text_reader
 
 VENDOR = "entra"
 _MISSING = (None, "", "null", "none", "unknown", "n/a", "not available")
@@ -73,16 +74,9 @@ _EVENT_TYPE_CATEGORY = {
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def _str(value: Any) -> str | None:
-    """A usable string: None for absent, empty and placeholder values (`null`, `unknown`, `Not Available`)."""
-    if value is None or isinstance(value, bool | dict | list):
-        return None
-    text = str(value).strip()
-    return None if text.lower() in _MISSING else text
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
+# A usable string: None for absent, empty and placeholder values (`null`, `unknown`, `Not Available`).
+_str = text_reader(_MISSING, fold_case=True)
+_dict = as_dict
 
 
 def _ip(value: Any) -> str | None:
@@ -637,26 +631,6 @@ def _parse_csv(text: IO[str]) -> Iterator[Parsed | Problem]:
 # ---------------------------------------------------------------------------------------------- streams
 
 
-class _Prefixed(io.RawIOBase):
-    """A byte stream with the bytes already read (to find the shape) put back in front."""
-
-    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
-        super().__init__()
-        self._head = head
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        if self._head:
-            data, self._head = self._head[: len(b)], self._head[len(b) :]
-        else:
-            data = self._rest.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-
 def _first_line(fh: IO[bytes]) -> tuple[bytes, bytes]:
     """(bytes read so far without a UTF-8 BOM, the first non-blank line); the line is b'' for an empty file."""
     buf = b""
@@ -673,37 +647,25 @@ def _first_line(fh: IO[bytes]) -> tuple[bytes, bytes]:
             buf = buf[3:]
 
 
-def _text(stream: _Prefixed) -> IO[str]:
+def _text(stream: PrefixedStream) -> IO[str]:
     return io.TextIOWrapper(io.BufferedReader(stream), encoding="utf-8", errors="replace", newline="")
 
 
-def _parse_lines(stream: _Prefixed) -> Iterator[Parsed | Problem]:
-    for n, raw_line in enumerate(_text(stream), 1):
-        line = raw_line.rstrip("\r\n")
-        if not line.strip():
-            yield Problem(n, "skipped", "blank line")
-            continue
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError as e:
-            yield Problem(n, "malformed", f"not JSON: {e}")
-            continue
-        yield from _records(obj, n)
+def _parse_lines(stream: PrefixedStream) -> Iterator[Parsed | Problem]:
+    lines = ((n, raw_line.rstrip("\r\n")) for n, raw_line in enumerate(_text(stream), 1))
+    yield from parse_json_lines(lines, _records)
 
 
 _CONTAINER = re.compile(rb'"(value|records)"\s*:\s*\[')
 
 
-def _parse_document(stream: _Prefixed, prefix: str) -> Iterator[Parsed | Problem]:
+def _parse_document(stream: PrefixedStream, prefix: str) -> Iterator[Parsed | Problem]:
     """Items of a JSON array / `{"value": [...]}` / `{"records": [...]}`, numbered 1, 2, … as "line"."""
-    index = 0
-    try:
-        for item in ijson.items(io.BufferedReader(stream), prefix, use_float=True):
-            index += 1
-            yield from _records(item, index)
-    except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        yield Problem(index + 1, "malformed", f"JSON document truncated or broken after item {index}: {reason[:200]}")
+    yield from stream_json_items(
+        ijson.items(io.BufferedReader(stream), prefix, use_float=True),
+        _records,
+        "JSON document truncated or broken after item {index}: {reason}",
+    )
 
 
 def parse(src: SourceStream) -> Iterator[Parsed | Problem]:
@@ -711,7 +673,7 @@ def parse(src: SourceStream) -> Iterator[Parsed | Problem]:
     fh = src.binary()
     try:
         head, first = _first_line(fh)
-        stream = _Prefixed(head, fh)
+        stream = PrefixedStream(head, fh)
         if not first:
             return
         if first.startswith(b"["):

@@ -37,7 +37,7 @@ import orjson
 from casefile.formats import Format, SourceStream, always, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.secrets import fingerprint, is_secret_field, normalise
-from casefile.timeutil import TimeError, to_utc_iso
+from connectors._common import as_int, dash_none, host_without_port, http_outcome, utc_time_or_none
 
 VENDOR = "envoy"
 
@@ -74,49 +74,18 @@ _NUMERIC = frozenset({"bytes_received", "duration_ms", "upstream_service_time_ms
 _WRAPPER_KEYS = ("log", "message")
 
 
-def _dash(value: Any) -> Any:
-    return None if value is None or value == "" or value == "-" else value
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
-
-
-def _strip_port(addr: str) -> str:
-    """`1.2.3.4:5678` → `1.2.3.4`, `[2001:db8::1]:443` → `2001:db8::1`; a bare address is kept."""
-    if addr.startswith("["):
-        return addr[1:].partition("]")[0]
-    if addr.count(":") == 1:
-        return addr.partition(":")[0]
-    return addr
-
-
-def _time(value: Any) -> str | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return to_utc_iso(value)
-    except (TimeError, ValueError, OverflowError, OSError, TypeError):
-        return None
+_dash = dash_none
+_int = as_int
+_strip_port = host_without_port
+_time = utc_time_or_none
 
 
 def _action(status: int | None, flags: str | None, credential: CredentialRef | None) -> tuple[str, str]:
     """(action, outcome): 401/403 or ext_authz's `UAEX` → `auth.fail`; with a credential `api.call`; else `other`."""
     if status in (401, 403) or (flags and "UAEX" in flags.split(",")):
         return "auth.fail", "failure"
-    if status is None or not 100 <= status <= 599 or status < 200:
-        outcome = "unknown"  # 0: TCP, or no response was sent
-    else:
-        outcome = "success" if status < 400 else "failure"
-    return ("api.call" if credential else "other"), outcome
+    # 0 (TCP, or no response was sent) is `unknown`
+    return ("api.call" if credential else "other"), http_outcome(status)
 
 
 def _build(lineno: int, raw: dict[str, Any] | str, f: dict[str, Any], id_line: str, extra: dict[str, Any]

@@ -33,6 +33,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
+from itertools import chain
 from typing import Any
 
 import ijson
@@ -42,6 +43,14 @@ from casefile.formats import Format, SourceStream, json_lines, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.secrets import github_hashed_token_key
 from casefile.timeutil import TimeError, to_utc_iso
+from connectors._common import (
+    LineStream,
+    first_nonblank_line,
+    json_line_share,
+    parse_json_lines,
+    stream_json_items,
+    text_reader,
+)
 
 VENDOR = "github"
 _DOTTED = re.compile(r"^[a-z0-9_]+(?:\.[a-z0-9_]+)+$")
@@ -126,11 +135,7 @@ def action_for(action: str) -> str:
 # ---------------------------------------------------------------------------------------------- fields
 
 
-def _str(value: Any) -> str | None:
-    if value is None or isinstance(value, bool | dict | list):
-        return None
-    text = str(value).strip()
-    return text or None
+_str = text_reader()  # a usable string: None for absent and blank values
 
 
 def _id(value: Any) -> str | None:
@@ -256,83 +261,34 @@ def _event(rec: dict[str, Any], line: int) -> Parsed | Problem:
 # ---------------------------------------------------------------------------------------------- streams
 
 
-class _LineStream(io.RawIOBase):
-    """Bytes of a run of text lines (already read lines first), for ijson; lines are read once."""
-
-    def __init__(self, first: list[str], rest: Iterator[tuple[int, str]]) -> None:
-        super().__init__()
-        self._buf = "".join(line + "\n" for line in first).encode("utf-8")
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        while not self._buf:
-            nxt = next(self._rest, None)
-            if nxt is None:
-                return 0
-            self._buf = (nxt[1] + "\n").encode("utf-8")
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
-
-
 def _stream(items: Iterator[Any], what: str) -> Iterator[Parsed | Problem]:
-    index = 0
-    try:
-        for item in items:
-            index += 1
-            if not isinstance(item, dict):
-                yield Problem(index, "malformed", f"{what} {index} is not a JSON object")
-                continue
-            yield _event(item, index)
-    except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        yield Problem(index + 1, "malformed", f"JSON {what}s truncated or broken after {what} {index}: {reason[:200]}")
+    return stream_json_items(
+        items, _event, f"JSON {what}s truncated or broken after {what} {{index}}: {{reason}}", non_object=what
+    )
 
 
 def parse(src: SourceStream) -> Iterator[Parsed | Problem]:
     """GitHub audit entries from JSON lines, a JSON array or pretty-printed objects (the last two numbered by item)."""
     lines = iter(src.lines())
-    blanks: list[int] = []
-    for n, text in lines:
-        stripped = text.lstrip("\ufeff").strip()
-        if not stripped:
-            blanks.append(n)
-            continue
-        if stripped.startswith("["):
-            stream = io.BufferedReader(_LineStream([stripped], lines))
-            yield from _stream(ijson.items(stream, "item", use_float=True), "array item")
-            return
-        if stripped == "{":  # pretty-printed objects (`jq .`, `json.dumps(indent=…)`)
-            stream = io.BufferedReader(_LineStream([stripped], lines))
-            yield from _stream(ijson.items(stream, "", multiple_values=True, use_float=True), "object")
-            return
+    blanks, first = first_nonblank_line(lines)
+    head = first[1].lstrip("\ufeff").strip() if first else ""
+    if head.startswith("["):
+        stream = io.BufferedReader(LineStream([head], lines))
+        yield from _stream(ijson.items(stream, "item", use_float=True), "array item")
+    elif head == "{":  # pretty-printed objects (`jq .`, `json.dumps(indent=…)`)
+        stream = io.BufferedReader(LineStream([head], lines))
+        yield from _stream(ijson.items(stream, "", multiple_values=True, use_float=True), "object")
+    else:
         for b in blanks:
             yield Problem(b, "skipped", "blank line")
-        yield from _parse_lines([(n, text)], lines)
-        return
-    for b in blanks:
-        yield Problem(b, "skipped", "blank line")
+        if first is not None:
+            yield from _parse_lines([first], lines)
 
 
 def _parse_lines(first: list[tuple[int, str]], rest: Iterator[tuple[int, str]]) -> Iterator[Parsed | Problem]:
-    for source in (first, rest):
-        for n, text in source:
-            if not text.strip():
-                yield Problem(n, "skipped", "blank line")
-                continue
-            try:
-                obj = orjson.loads(text)
-            except orjson.JSONDecodeError as e:
-                yield Problem(n, "malformed", f"not JSON: {e}")
-                continue
-            if not isinstance(obj, dict):
-                yield Problem(n, "malformed", f"not a JSON object ({type(obj).__name__}): not a GitHub audit entry")
-                continue
-            yield _event(obj, n)
+    yield from parse_json_lines(
+        chain(first, rest), _event, non_object="not a JSON object ({type}): not a GitHub audit entry"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- sniff
@@ -372,15 +328,7 @@ def sniff(first_lines: list[str]) -> float:
         if _ARRAY_ACTION.search(text) and _ARRAY_ACTOR.search(text) and len(keys) >= 2:
             return 0.85
         return 0.0
-    total = hits = 0
-    for ln in lines:
-        total += 1
-        try:
-            obj = orjson.loads(ln)
-        except orjson.JSONDecodeError:
-            continue
-        hits += _looks_github(obj)
-    frac = hits / total
+    frac = json_line_share(lines, _looks_github)
     return 0.6 + 0.35 * frac if frac >= 0.5 else 0.0
 
 

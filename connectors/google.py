@@ -32,6 +32,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
+from itertools import chain
 from typing import Any
 
 import ijson
@@ -40,6 +41,13 @@ import orjson
 from casefile.formats import Format, SourceStream, json_lines, register
 from casefile.records import Event, Parsed, Problem
 from casefile.timeutil import TimeError, to_utc_iso
+from connectors._common import (
+    JSON_STREAM_ERRORS,
+    LineStream,
+    first_nonblank_line,
+    parse_json_lines,
+    stream_error_reason,
+)
 
 VENDOR = "google"
 ACTIVITY = "admin#reports#activity"
@@ -261,29 +269,6 @@ def _record(obj: Any, line: int, what: str) -> Iterator[Parsed | Problem]:
 # ---------------------------------------------------------------------------------------------- streams
 
 
-class _LineStream(io.RawIOBase):
-    """Bytes of a run of text lines (already read lines first), for ijson; lines are read once."""
-
-    def __init__(self, first: list[str], rest: Iterator[tuple[int, str]]) -> None:
-        super().__init__()
-        self._buf = "".join(line + "\n" for line in first).encode("utf-8")
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        while not self._buf:
-            nxt = next(self._rest, None)
-            if nxt is None:
-                return 0
-            self._buf = (nxt[1] + "\n").encode("utf-8")
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
-
-
 def _values(stream: io.BufferedReader) -> Iterator[tuple[str, Any]]:
     """('activity', value) for each activity in each top-level JSON value; list pages streamed item by item,
     then ('page', page without its items) or ('empty', page) for a page that had none."""
@@ -334,8 +319,8 @@ def _stream(values: Iterator[tuple[str, Any]], what: str) -> Iterator[Parsed | P
                 continue
             index += 1
             yield from _record(value, index, f"{what} {index}")
-    except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except JSON_STREAM_ERRORS as e:
+        reason = stream_error_reason(e)
         yield Problem(index + 1, "malformed", f"JSON truncated or broken after activity {index}: {reason[:200]}")
 
 
@@ -347,38 +332,21 @@ def _array(stream: io.BufferedReader) -> Iterator[tuple[str, Any]]:
 def parse(src: SourceStream) -> Iterator[Parsed | Problem]:
     """Reports API activities → one event per activity event (arrays and pretty-printed pages numbered by activity)."""
     lines = iter(src.lines())
-    blanks: list[int] = []
-    for n, text in lines:
-        stripped = text.lstrip("\ufeff").strip()
-        if not stripped:
-            blanks.append(n)
-            continue
-        if stripped.startswith("["):
-            yield from _stream(_array(io.BufferedReader(_LineStream([stripped], lines))), "array item")
-            return
-        if stripped == "{":
-            yield from _stream(_values(io.BufferedReader(_LineStream([stripped], lines))), "activity")
-            return
+    blanks, first = first_nonblank_line(lines)
+    head = first[1].lstrip("\ufeff").strip() if first else ""
+    if head.startswith("["):
+        yield from _stream(_array(io.BufferedReader(LineStream([head], lines))), "array item")
+    elif head == "{":
+        yield from _stream(_values(io.BufferedReader(LineStream([head], lines))), "activity")
+    else:
         for b in blanks:
             yield Problem(b, "skipped", "blank line")
-        yield from _parse_lines([(n, text)], lines)
-        return
-    for b in blanks:
-        yield Problem(b, "skipped", "blank line")
+        if first is not None:
+            yield from _parse_lines([first], lines)
 
 
 def _parse_lines(first: list[tuple[int, str]], rest: Iterator[tuple[int, str]]) -> Iterator[Parsed | Problem]:
-    for source in (first, rest):
-        for n, text in source:
-            if not text.strip():
-                yield Problem(n, "skipped", "blank line")
-                continue
-            try:
-                obj = orjson.loads(text)
-            except orjson.JSONDecodeError as e:
-                yield Problem(n, "malformed", f"not JSON: {e}")
-                continue
-            yield from _record(obj, n, "line")
+    yield from parse_json_lines(chain(first, rest), lambda obj, n: _record(obj, n, "line"))
 
 
 # ---------------------------------------------------------------------------------------------- sniff

@@ -32,7 +32,7 @@ import orjson
 from casefile.formats import Format, SourceStream, json_lines, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.secrets import fingerprint, is_secret_field, normalise
-from casefile.timeutil import TimeError, to_utc_iso
+from connectors._common import dash_none, http_outcome, json_line_share, utc_time_or_none
 
 VENDOR = "haproxy"
 REDACTED = "[redacted]"
@@ -50,8 +50,7 @@ _EXTRA_KEYS = ("frontend", "backend", "server", "termination_state", "tt_ms", "t
                "xff", "host", "protocol")
 
 
-def _dash(value: Any) -> Any:
-    return None if value is None or value == "" or value == "-" else value
+_dash = dash_none
 
 
 def _int(value: Any) -> int | None:
@@ -99,20 +98,10 @@ def _fp_credential(value: Any, extra: dict[str, Any]) -> CredentialRef | None:
 def _action(status: int | None, credential: CredentialRef | None) -> tuple[str, str]:
     if status in (401, 403):
         return "auth.fail", "failure"
-    if status is None or not 100 <= status <= 599 or status < 200:
-        outcome = "unknown"
-    else:
-        outcome = "success" if status < 400 else "failure"
-    return ("api.call" if credential else "other"), outcome
+    return ("api.call" if credential else "other"), http_outcome(status)
 
 
-def _time(value: Any) -> str | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return to_utc_iso(value)
-    except (TimeError, ValueError, OverflowError, OSError, TypeError):
-        return None
+_time = utc_time_or_none
 
 
 def _event(lineno: int, rec: dict[str, Any]) -> Parsed | Problem:
@@ -201,17 +190,9 @@ def sniff(first_lines: list[str]) -> float:
     lines = [x for x in first_lines if x.strip()]
     if not lines:
         return 0.0
-    hits = 0
-    for line in lines:
-        if not line.lstrip().startswith("{"):
-            continue
-        try:
-            rec = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and looks_haproxy(rec) and rec.get("time") is not None:
-            hits += 1
-    share = hits / len(lines)
+    share = json_line_share(
+        lines, lambda rec: isinstance(rec, dict) and looks_haproxy(rec) and rec.get("time") is not None
+    )
     return 0.95 * share if share >= 0.6 else 0.0
 
 

@@ -51,6 +51,7 @@ import orjson
 from casefile.formats import Format, SourceStream, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.timeutil import TimeError, to_utc_iso
+from connectors._common import as_dict, stream_json_items, text_reader
 
 VENDOR = "keycloak"
 EVENTS_LOGGER = "org.keycloak.events"
@@ -97,16 +98,9 @@ def action_of(event_type: str) -> str:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def _s(value: Any) -> str | None:
-    """A usable string: None for absent, empty and `null`."""
-    if value is None or isinstance(value, bool | dict | list):
-        return None
-    text = str(value).strip()
-    return None if text in _NULLS else text
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
+# A usable string: None for absent, empty and `null`.
+_s = text_reader(_NULLS)
+_dict = as_dict
 
 
 def _jti(realm: str, value: str | None, kind: str, base: dict[str, Any]) -> CredentialRef | None:
@@ -407,19 +401,13 @@ def _line(lineno: int, text: str) -> Parsed | Problem:
 
 
 def _parse_array(src: SourceStream) -> Iterator[Parsed | Problem]:
-    index = 0
     with src.binary() as fh:
-        try:
-            for item in ijson.items(fh, "item", use_float=True):
-                index += 1
-                if not isinstance(item, dict):
-                    yield Problem(index, "malformed", f"array item {index} is not a JSON object")
-                    continue
-                yield _json_obj(item, index)
-        except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as e:
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            yield Problem(index + 1, "malformed",
-                          f"JSON array truncated or broken after item {index}: {reason[:200]}")
+        yield from stream_json_items(
+            ijson.items(fh, "item", use_float=True),
+            _json_obj,
+            "JSON array truncated or broken after item {index}: {reason}",
+            non_object="array item",
+        )
 
 
 def _first_byte(src: SourceStream) -> bytes:

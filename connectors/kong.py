@@ -36,7 +36,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterable, Iterator
-from typing import IO, Any
+from typing import Any
 from urllib.parse import unquote_plus
 
 import ijson
@@ -46,6 +46,17 @@ from casefile.formats import Format, SourceStream, json_lines, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.secrets import fingerprint, is_secret_field, normalise
 from casefile.timeutil import TimeError, to_utc_iso
+from connectors._common import (
+    JsonDepthScanner,
+    PrefixedStream,
+    as_dict,
+    as_int,
+    first_nonblank_byte,
+    http_outcome,
+    json_line_share,
+    stream_json_items,
+    text_reader,
+)
 
 VENDOR = "kong"
 REDACTED = "[redacted]"
@@ -60,27 +71,9 @@ _HEADER_KINDS = {"apikey": "api-key", "x-api-key": "api-key"}
 # ---------------------------------------------------------------- fields
 
 
-def _s(value: Any) -> str | None:
-    if value is None or isinstance(value, bool | dict | list):
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _d(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
+_s = text_reader()  # a usable string: None for absent and blank values
+_d = as_dict
+_int = as_int
 
 
 def _header(headers: dict[str, Any], name: str) -> str | None:
@@ -171,11 +164,7 @@ def _credential(entry: dict[str, Any], raws: list[tuple[str, str]], principal: s
 def _action(status: int | None, authenticated: bool) -> tuple[str, str]:
     if status in (401, 403):
         return "auth.fail", "failure"
-    if status is None or not 200 <= status <= 599:
-        outcome = "unknown"
-    else:
-        outcome = "success" if status < 400 else "failure"
-    return ("api.call" if authenticated else "other"), outcome
+    return ("api.call" if authenticated else "other"), http_outcome(status)
 
 
 def _name(obj: Any) -> str | None:
@@ -265,92 +254,22 @@ def _safe_event(line: int, obj: Any) -> Parsed | Problem:
 # ---------------------------------------------------------------- shapes
 
 
-class _Prefixed(io.RawIOBase):
-    """A byte stream with the bytes already read (to find the shape) put back in front."""
-
-    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
-        super().__init__()
-        self._head = head
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        if self._head:
-            data, self._head = self._head[: len(b)], self._head[len(b):]
-        else:
-            data = self._rest.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-
-def _first_char(fh: IO[bytes]) -> tuple[bytes, bytes]:
-    """(bytes read so far without a UTF-8 BOM, first non-blank byte or b'' at EOF)."""
-    buf = b""
-    while True:
-        chunk = fh.read(4096)
-        if not chunk:
-            return buf, b""
-        buf += chunk
-        if buf.startswith(b"\xef\xbb\xbf"):
-            buf = buf[3:]
-        stripped = buf.lstrip()
-        if stripped:
-            return buf, stripped[:1]
-
-
-def _parse_array(stream: _Prefixed) -> Iterator[Parsed | Problem]:
-    index = 0
-    try:
-        for item in ijson.items(io.BufferedReader(stream), "item", use_float=True):
-            index += 1
-            yield _safe_event(index, item)
-    except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        yield Problem(index + 1, "malformed", f"JSON array truncated or broken after item {index}: {reason[:200]}")
-
-
-def _depth_change(text: str, state: list[Any]) -> int:
-    """Feed `text` to a brace scanner (`state` = [depth, in_string, escaped]); index past the close or -1."""
-    depth, in_str, esc = state
-    for i, ch in enumerate(text):
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in "{[":
-            depth += 1
-        elif ch in "}]":
-            depth -= 1
-            if depth <= 0:
-                state[:] = [0, False, False]
-                return i + 1
-    state[:] = [depth, in_str, esc]
-    return -1
-
-
 def _records(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, Any] | Problem]:
     """(start line, value) for JSON lines and for pretty-printed objects; problems for what is neither."""
     buf: list[str] = []
     start = size = 0
-    state: list[Any] = [0, False, False]
+    scan = JsonDepthScanner()
     for n, line in lines:
         if buf:
             if line[:1] == "{":  # a new top-level object while the previous one is open: that one was cut
                 yield Problem(start, "malformed", f"JSON object not closed before line {n}")
-                buf, state = [], [0, False, False]
+                buf, scan = [], JsonDepthScanner()
             else:
-                end = _depth_change(line, state)
+                end = scan.feed(line)
                 size += len(line)
                 if size > MAX_RECORD_CHARS:
                     yield Problem(start, "malformed", f"JSON object longer than {MAX_RECORD_CHARS} characters")
-                    buf, state = [], [0, False, False]
+                    buf, scan = [], JsonDepthScanner()
                     continue
                 buf.append(line if end < 0 else line[:end])
                 if end >= 0:
@@ -371,8 +290,8 @@ def _records(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, Any] | Pro
             if not text.startswith("{"):
                 yield Problem(n, "malformed", f"invalid JSON ({str(e).split(':')[0]})")
                 continue
-        state = [0, False, False]
-        if _depth_change(text, state) >= 0:  # closed on this line but unreadable
+        scan = JsonDepthScanner()
+        if scan.feed(text) >= 0:  # closed on this line but unreadable
             yield Problem(n, "malformed", "invalid JSON object")
             continue
         buf, start, size = [text], n, len(text)
@@ -384,9 +303,13 @@ def parse(src: SourceStream) -> Iterator[Parsed | Problem]:
     """Kong log entries from JSON lines, a batch array (items numbered 1, 2, … as "line") or pretty objects."""
     fh = src.binary()
     try:
-        head, first = _first_char(fh)
+        head, first = first_nonblank_byte(fh)
         if first == b"[":
-            yield from _parse_array(_Prefixed(head, fh))
+            yield from stream_json_items(
+                ijson.items(io.BufferedReader(PrefixedStream(head, fh)), "item", use_float=True),
+                lambda item, index: _safe_event(index, item),
+                "JSON array truncated or broken after item {index}: {reason}",
+            )
             return
     finally:
         fh.close()
@@ -423,13 +346,7 @@ def sniff(first_lines: list[str]) -> float:
         return 0.0
     first = lines[0].lstrip("\ufeff").strip()
     if first.startswith("{") and first.endswith("}"):
-        hits = 0
-        for line in lines:
-            try:
-                hits += _looks_kong(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                continue
-        share = hits / len(lines)
+        share = json_line_share(lines, _looks_kong)
         return 0.9 * share if share >= 0.6 else 0.0
     if not first.startswith(("[", "{")):
         return 0.0

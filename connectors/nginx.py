@@ -18,6 +18,7 @@ from casefile.formats import Format, SourceStream, always, json_lines, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.secrets import fingerprint, is_secret_field, normalise
 from casefile.timeutil import TimeError, to_utc_iso
+from connectors._common import as_int, http_outcome
 
 VENDOR = "nginx"
 REDACTED = "[redacted]"
@@ -89,25 +90,10 @@ def _action(status: int | None, credential: CredentialRef | None, principal: str
     """(action, outcome) of one request: refused → `auth.fail`, authenticated → `api.call`, else `other`."""
     if status in (401, 403):
         return "auth.fail", "failure"
-    if status is None or not 100 <= status <= 599:
-        outcome = "unknown"
-    elif status < 400:
-        outcome = "success" if status >= 200 else "unknown"
-    else:
-        outcome = "failure"
-    return ("api.call" if credential or principal else "other"), outcome
+    return ("api.call" if credential or principal else "other"), http_outcome(status)
 
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
+_int = as_int
 
 
 def _dash(value: Any) -> str | None:

@@ -39,6 +39,7 @@ import orjson
 from casefile.formats import Format, SourceStream, json_lines, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.timeutil import TimeError, to_utc_iso
+from connectors._common import json_line_share, parse_json_lines, text_reader
 
 VENDOR = "oidc"
 ISSUER = "oidc-provider"  # the lines do not name their issuer
@@ -89,11 +90,7 @@ def action_of(event: str, rec: dict[str, Any]) -> str:
     return "other"
 
 
-def _s(value: Any) -> str | None:
-    if value is None or isinstance(value, bool | dict | list):
-        return None
-    text = str(value).strip()
-    return text or None
+_s = text_reader()  # a usable string: None for absent and blank values
 
 
 def _credential(event: str, rec: dict[str, Any], time: str, action: str) -> CredentialRef | None:
@@ -169,19 +166,7 @@ def _event(rec: dict[str, Any], line: int) -> Parsed | Problem:
 
 def parse(src: SourceStream) -> Iterator[Parsed | Problem]:
     """oidc-provider JSON event lines → `Event`s (the server never logs a raw token; nothing to redact here)."""
-    for lineno, text in src.lines():
-        if not text.strip():
-            yield Problem(lineno, "skipped", "blank line")
-            continue
-        try:
-            obj = orjson.loads(text)
-        except orjson.JSONDecodeError as e:
-            yield Problem(lineno, "malformed", f"not JSON: {e}")
-            continue
-        if not isinstance(obj, dict):
-            yield Problem(lineno, "malformed", "not a JSON object: not an oidc-provider event line")
-            continue
-        yield _event(obj, lineno)
+    yield from parse_json_lines(src.lines(), _event, non_object="not a JSON object: not an oidc-provider event line")
 
 
 def _looks_oidc(obj: dict[str, Any]) -> bool:
@@ -198,15 +183,7 @@ def sniff(first_lines: list[str]) -> float:
     lines = [ln for ln in first_lines if ln.strip()]
     if not lines:
         return 0.0
-    hits = 0
-    for line in lines:
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(obj, dict) and _looks_oidc(obj):
-            hits += 1
-    share = hits / len(lines)
+    share = json_line_share(lines, lambda obj: isinstance(obj, dict) and _looks_oidc(obj))
     return 0.8 + 0.15 * share if share >= 0.5 else 0.0
 
 

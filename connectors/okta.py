@@ -26,7 +26,7 @@ import contextlib
 import io
 import re
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import ijson
@@ -36,6 +36,16 @@ from casefile.formats import Format, SourceStream, json_lines, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.secrets import classify, find_secrets, fingerprint, is_secret_field, redaction_marker
 from casefile.timeutil import TimeError, to_utc_iso
+from connectors._common import (
+    PrefixedStream,
+    first_nonblank_byte,
+    get_path,
+    get_path_exact,
+    json_line_share,
+    parse_json_lines,
+    stream_json_items,
+    text_reader,
+)
 
 VENDOR = "okta"
 _MISSING = (None, "", "null", "unknown")
@@ -44,39 +54,15 @@ _DOTTED = re.compile(r"^[a-z0-9_]+(?:\.[a-z0-9_]+)+$", re.IGNORECASE)
 # ---------------------------------------------------------------------------------------------- lookups
 
 
-# Whether the record being parsed needs case-insensitive lookups (a Panther-lowercased export). Set once
-# per record by `_event`: scanning every key on each miss of an optional field would triple parse time
-# for the common, canonical records. Parsing is single-threaded within a process.
-_case_insensitive = True
+# `_get(obj, *path)`: obj[path...], or None when absent or not a dict. Case-insensitive (Panther-lowercased
+# exports) unless the record being parsed has canonical keys: `_event` rebinds it once per record, since scanning every
+# key on each miss of an optional field would triple parse time for the common, canonical records. Parsing is
+# single-threaded within a process.
+_get = get_path
 
 
-def _get(obj: Any, *path: str) -> Any:
-    """obj[path...] with each key matched exactly, else case-insensitively; None when absent or not a dict."""
-    cur = obj
-    for key in path:
-        if not isinstance(cur, dict):
-            return None
-        if key in cur:
-            cur = cur[key]
-            continue
-        if not _case_insensitive:
-            return None
-        low = key.lower()
-        for k, v in cur.items():
-            if isinstance(k, str) and k.lower() == low:
-                cur = v
-                break
-        else:
-            return None
-    return cur
-
-
-def _str(value: Any) -> str | None:
-    """A usable string value: None for absent, empty, `"null"` and `"unknown"`."""
-    if value is None or isinstance(value, bool | dict | list):
-        return None
-    text = str(value).strip()
-    return None if text in _MISSING else text
+# A usable string value: None for absent, empty, `"null"` and `"unknown"`.
+_str = text_reader(_MISSING)
 
 
 def _targets(ev: dict[str, Any]) -> list[dict[str, Any]]:
@@ -334,8 +320,8 @@ def _redact_shapes(text: str) -> str:
 
 
 def _event(ev: dict[str, Any], line: int) -> Parsed | Problem:
-    global _case_insensitive
-    _case_insensitive = "eventType" not in ev or "published" not in ev
+    global _get
+    _get = get_path if "eventType" not in ev or "published" not in ev else get_path_exact
     et = _str(_get(ev, "eventType"))
     if not ev:
         return Problem(line, "malformed", "empty JSON object: not an Okta LogEvent")
@@ -404,83 +390,29 @@ def _event(ev: dict[str, Any], line: int) -> Parsed | Problem:
 # ---------------------------------------------------------------------------------------------- streams
 
 
-class _Prefixed(io.RawIOBase):
-    """A byte stream with the bytes already read (to find the shape) put back in front."""
-
-    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
-        super().__init__()
-        self._head = head
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        if self._head:
-            data, self._head = self._head[: len(b)], self._head[len(b) :]
-        else:
-            data = self._rest.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-
-def _first_char(fh: IO[bytes]) -> tuple[bytes, bytes]:
-    """(bytes read so far without a UTF-8 BOM, first non-blank byte or b'' at EOF)."""
-    buf = b""
-    while True:
-        chunk = fh.read(4096)
-        if not chunk:
-            return buf, b""
-        buf += chunk
-        if buf.startswith(b"\xef\xbb\xbf"):
-            buf = buf[3:]
-        stripped = buf.lstrip()
-        if stripped:
-            return buf, stripped[:1]
-
-
 def _parse_lines(lines: Iterator[tuple[int, str]]) -> Iterator[Parsed | Problem]:
     # The source's own numbering: a chunk of a large file parsed by an ingest worker keeps the file's
     # line numbers.
-    for n, raw_line in lines:
-        line = raw_line.lstrip("\ufeff") if n == 1 else raw_line
-        if not line.strip():
-            yield Problem(n, "skipped", "blank line")
-            continue
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError as e:
-            yield Problem(n, "malformed", f"not JSON: {e}")
-            continue
-        if not isinstance(obj, dict):
-            yield Problem(n, "malformed", f"not a JSON object ({type(obj).__name__}): not an Okta LogEvent")
-            continue
-        yield _event(obj, n)
-
-
-def _parse_array(stream: _Prefixed) -> Iterator[Parsed | Problem]:
-    index = 0
-    try:
-        for item in ijson.items(io.BufferedReader(stream), "item", use_float=True):
-            index += 1
-            if not isinstance(item, dict):
-                yield Problem(index, "malformed", f"array item {index} is not a JSON object")
-                continue
-            yield _event(item, index)
-    except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        yield Problem(
-            index + 1, "malformed", f"JSON array truncated or broken after item {index}: {reason[:200]}"
-        )
+    yield from parse_json_lines(
+        ((n, line.lstrip("\ufeff") if n == 1 else line) for n, line in lines),
+        _event,
+        non_object="not a JSON object ({type}): not an Okta LogEvent",
+    )
 
 
 def parse(src: SourceStream) -> Iterator[Parsed | Problem]:
     """Okta System Log LogEvents from JSON lines or a JSON array (array items are numbered 1, 2, … as "line")."""
     fh = src.binary()
     try:
-        head, first = _first_char(fh)
+        head, first = first_nonblank_byte(fh)
         if first == b"[":
-            yield from _parse_array(_Prefixed(head, fh))
+            items = ijson.items(io.BufferedReader(PrefixedStream(head, fh)), "item", use_float=True)
+            yield from stream_json_items(
+                items,
+                _event,
+                "JSON array truncated or broken after item {index}: {reason}",
+                non_object="array item",
+            )
             return
     finally:
         fh.close()
@@ -521,16 +453,7 @@ def sniff(first_lines: list[str]) -> float:
         if "actor" in keys and len(okta_keys) >= 2:
             return 0.7
         return 0.0
-    total = hits = 0
-    for line in lines:
-        total += 1
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(obj, dict) and _looks_okta(obj):
-            hits += 1
-    frac = hits / total
+    frac = json_line_share(lines, lambda obj: isinstance(obj, dict) and _looks_okta(obj))
     return 0.8 + 0.15 * frac if frac >= 0.5 else 0.0
 
 

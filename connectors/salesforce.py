@@ -59,6 +59,7 @@ from casefile.formats import Format, SourceStream, json_lines, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.secrets import find_secrets, fingerprint, may_contain_secret, redaction_marker
 from casefile.timeutil import TimeError, to_utc_iso
+from connectors._common import JSON_STREAM_ERRORS, PrefixedStream, stream_error_reason, text_reader
 
 VENDOR = "salesforce"
 _MISSING = frozenset({"", "null", "none", "n/a", "unknown"})
@@ -83,11 +84,8 @@ def _columns(rec: dict[str, Any]) -> dict[str, Any]:
     return {_col(k): v for k, v in rec.items() if isinstance(k, str)}
 
 
-def _str(value: Any) -> str | None:
-    if value is None or isinstance(value, bool | dict | list):
-        return None
-    text = str(value).strip()
-    return None if text.lower() in _MISSING else text
+# A usable string: None for absent, empty and placeholder values (`null`, `none`, `n/a`, `unknown`).
+_str = text_reader(_MISSING, fold_case=True)
 
 
 def _first(rec: dict[str, Any], *names: str) -> str | None:
@@ -559,26 +557,6 @@ def sniff_csv(first_lines: list[str]) -> float:
 # ---------------------------------------------------------------------------------------------- JSON
 
 
-class _Prefixed(io.RawIOBase):
-    """A byte stream with the bytes already read (to find the shape) put back in front."""
-
-    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
-        super().__init__()
-        self._head = head
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        if self._head:
-            data, self._head = self._head[: len(b)], self._head[len(b) :]
-        else:
-            data = self._rest.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-
 def _head(fh: IO[bytes], want: int = 65536) -> bytes:
     """The first bytes of the stream (BOM dropped): at least its first line, up to `want` bytes."""
     buf = b""
@@ -617,7 +595,7 @@ def _json_item(obj: Any, line: int) -> Iterator[Parsed | Problem]:
             yield Problem(line, "malformed", "query response record is not a JSON object")
 
 
-def _parse_lines(stream: _Prefixed) -> Iterator[Parsed | Problem]:
+def _parse_lines(stream: PrefixedStream) -> Iterator[Parsed | Problem]:
     text = io.TextIOWrapper(io.BufferedReader(stream), encoding="utf-8", errors="replace", newline=None)
     for n, raw_line in enumerate(text, 1):
         line = raw_line.strip()
@@ -632,7 +610,7 @@ def _parse_lines(stream: _Prefixed) -> Iterator[Parsed | Problem]:
         yield from _json_item(obj, n)
 
 
-def _parse_document(stream: _Prefixed, prefix: str) -> Iterator[Parsed | Problem]:
+def _parse_document(stream: PrefixedStream, prefix: str) -> Iterator[Parsed | Problem]:
     index = 0
     try:
         for item in ijson.items(io.BufferedReader(stream), prefix, use_float=True):
@@ -641,8 +619,8 @@ def _parse_document(stream: _Prefixed, prefix: str) -> Iterator[Parsed | Problem
                 yield _record(item, index)
             else:
                 yield Problem(index, "malformed", f"record {index} is not a JSON object")
-    except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except JSON_STREAM_ERRORS as e:
+        reason = stream_error_reason(e)
         yield Problem(index + 1, "malformed", f"JSON document truncated or broken after record {index}: {reason}"[:200])
         return
     if index == 0:
@@ -657,7 +635,7 @@ def parse_json(src: SourceStream) -> Iterator[Parsed | Problem]:
     fh = src.binary()
     try:
         head = _head(fh)
-        stream = _Prefixed(head, fh)
+        stream = PrefixedStream(head, fh)
         body = head.lstrip()
         if not body:
             return

@@ -30,6 +30,7 @@ from casefile.formats import Format, SourceStream, json_lines, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.secrets import fingerprint
 from casefile.timeutil import TimeError, to_utc_iso
+from connectors._common import JsonDepthScanner, as_dict, host_without_port
 
 VENDOR = "vault"
 DEVICE = "default"  # audit device name used in keys; the log line does not say which device wrote it
@@ -70,8 +71,7 @@ def _str(v: Any) -> str | None:
     return v if isinstance(v, str) and v else None
 
 
-def _dict(v: Any) -> dict[str, Any]:
-    return v if isinstance(v, dict) else {}
+_dict = as_dict
 
 
 def _keys(token: str | None, accessor: str | None) -> tuple[tuple[str, ...], str | None]:
@@ -174,13 +174,7 @@ def action_for(path: str, operation: str, mount_type: str, mount_class: str) -> 
 
 def _host(addr: str | None) -> str | None:
     """`192.168.0.10:36776` / `[2001:db8::10]:36778` → the address without its port (KMIP records)."""
-    if not addr:
-        return None
-    if addr.startswith("["):
-        return addr[1:].split("]", 1)[0]
-    if addr.count(":") == 1:
-        return addr.split(":", 1)[0]
-    return addr
+    return host_without_port(addr) if addr else None
 
 
 def _event(line: int, rec: dict[str, Any]) -> Parsed | Problem:
@@ -290,40 +284,6 @@ def _event(line: int, rec: dict[str, Any]) -> Parsed | Problem:
 # ---------------------------------------------------------------- reading
 
 
-class _Scanner:
-    """Brace depth of a JSON text fed piece by piece (strings and escapes respected)."""
-
-    __slots__ = ("depth", "in_str", "esc")
-
-    def __init__(self) -> None:
-        self.depth = 0
-        self.in_str = False
-        self.esc = False
-
-    def feed(self, text: str) -> int:
-        """Index just past the character that closes the top-level value, or -1 when it is still open."""
-        depth, in_str, esc = self.depth, self.in_str, self.esc
-        for i, ch in enumerate(text):
-            if in_str:
-                if esc:
-                    esc = False
-                elif ch == "\\":
-                    esc = True
-                elif ch == '"':
-                    in_str = False
-            elif ch == '"':
-                in_str = True
-            elif ch in "{[":
-                depth += 1
-            elif ch in "}]":
-                depth -= 1
-                if depth <= 0:
-                    self.depth, self.in_str, self.esc = 0, False, False
-                    return i + 1
-        self.depth, self.in_str, self.esc = depth, in_str, esc
-        return -1
-
-
 def iter_records(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, dict[str, Any]] | Problem]:
     """(line where the object starts, object) for every JSON object, one per line or pretty-printed.
 
@@ -339,7 +299,7 @@ def iter_records(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, dict[s
     start = 0
     overflow = False
     resync = False
-    scan = _Scanner()
+    scan = JsonDepthScanner()
 
     def finish() -> Iterator[tuple[int, dict[str, Any]] | Problem]:
         if overflow:
@@ -359,7 +319,7 @@ def iter_records(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, dict[s
         if buf and line[:1] == "{":
             # A new top-level object begins while the previous one is still open: that one was cut short.
             yield Problem(start, "malformed", f"JSON object not closed before line {n}")
-            buf, overflow, scan = [], False, _Scanner()
+            buf, overflow, scan = [], False, JsonDepthScanner()
         if resync:
             if line[:1] != "{":
                 continue
@@ -397,7 +357,7 @@ def iter_records(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, dict[s
             if end < 0:
                 if scan.in_str:
                     yield Problem(start, "malformed", f"JSON string not closed at the end of line {n}")
-                    buf, overflow, scan, resync = [], False, _Scanner(), True
+                    buf, overflow, scan, resync = [], False, JsonDepthScanner(), True
                 elif not overflow:
                     buf.append("\n")
                 break

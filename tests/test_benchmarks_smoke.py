@@ -23,3 +23,4 @@ def test_harness_writes_every_figure_with_its_baselines(tmp_path):
     assert "Append: 5,000 events into a case holding 20,000" in text
     assert "(NOT skipped)" not in text  # re-ingest of the same file was skipped
     assert "| text | nginx-combined | 5,000 |" in text and "| csv | salesforce-eventlogfile | 5,000 |" in text
+    assert "| cloudtrail | aws-cloudtrail | 5,000 |" in text
