@@ -168,9 +168,9 @@ def needs_redaction(text: str | bytes) -> bool:
 
 def _collect(obj: Any, name: str, slots: list[tuple[Any, Any, str, str]], r: Redactor) -> None:
     """Secret-named fields are redacted on the spot; every other string value is listed for one joint scan."""
-    items = obj.items() if isinstance(obj, dict) else ((i, v) for i, v in enumerate(obj))
+    items: Any = obj.items() if isinstance(obj, dict) else enumerate(obj)
     for k, v in items:
-        field = k if isinstance(obj, dict) else name
+        field: str = str(k) if isinstance(obj, dict) else name
         if isinstance(v, str):
             if _secret_field(field) and not _trivial(v):
                 obj[k] = r.field(field, v)
