@@ -16,6 +16,10 @@ from typing import Any, NoReturn
 import orjson
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_CHECK = 0, 1, 2, 3
+# The same as connectors.config.KINDS (a test holds them equal); spelled out so that building the parser
+# does not import every vendor module.
+CONNECTOR_KINDS = ("oauth", "vault", "gateway", "okta", "kong", "keycloak", "github", "aws", "entra", "salesforce",
+                   "google")
 
 
 class UserError(Exception):
@@ -289,6 +293,153 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- connectors --------------------------------------------------------------------------------
+
+def _config_error(e: Exception) -> UserError:
+    return UserError(str(e))
+
+
+def _connector_file(value: str | None, flag: str) -> str | None:
+    if value is None:
+        return None
+    path = Path(value).expanduser().resolve()
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise UserError(f"{flag} {value}: not a readable file")
+    return str(path)
+
+
+def cmd_connector_add(args: argparse.Namespace) -> int:
+    from connectors.config import ConfigError, ConnectorSettings, add_connector
+
+    if args.client_key and not args.client_cert:
+        raise UserError("--client-key needs --client-cert")
+    try:
+        settings = ConnectorSettings(
+            name=args.name, kind=args.kind, url=args.url,
+            ca_bundle=_connector_file(args.ca_bundle, "--ca-bundle"),
+            client_cert=_connector_file(args.client_cert, "--client-cert"),
+            client_key=_connector_file(args.client_key, "--client-key"),
+            client_id=args.client_id, connect_timeout=args.connect_timeout, read_timeout=args.read_timeout,
+            concurrency=args.concurrency, rate_limit=args.rate_limit, secret_env=args.secret_env,
+        ).validate()
+    except ConfigError as e:
+        raise _config_error(e) from None
+    interactive = sys.stdin is not None and sys.stdin.isatty()
+    if args.secret_stdin and interactive:
+        raise UserError("--secret-stdin reads a pipe: `printf %s \"$SECRET\" | stanch connector add ...`; "
+                        "or drop it to be prompted without echo")
+    if not args.secret_stdin and args.secret_env is None and not interactive:
+        raise UserError("no terminal to prompt for the secret; pipe it with --secret-stdin, or name an "
+                        "environment variable with --secret-env VAR")
+
+    def read_secret() -> str:
+        if args.secret_stdin:
+            return sys.stdin.read()
+        import getpass
+
+        try:
+            return getpass.getpass(f"secret for connector {args.name} (not echoed): ")
+        except EOFError:
+            raise UserError("no secret entered (end of input)") from None
+
+    try:
+        done = add_connector(settings, None if args.secret_env else read_secret)
+    except ConfigError as e:
+        raise _config_error(e) from None
+    where = (f"read from ${args.secret_env} at run time, not stored" if args.secret_env
+             else f"secret stored in the keyring ({done['keyring_backend']})")
+    print(f"added connector {args.name} ({args.kind}, {args.url}) to {done['config_file']}; {where}")
+    return EXIT_OK
+
+
+def _secret_status(s: Any, keyring_problem: str | None) -> dict[str, Any]:
+    from connectors.config import ConfigError, read_stored_secret
+
+    if s.secret_env:
+        return {"source": "env", "env_var": s.secret_env, "env_set": bool(os.environ.get(s.secret_env, "").strip()),
+                "stored": None}
+    if keyring_problem:
+        return {"source": "keyring", "env_var": None, "env_set": None, "stored": None}
+    try:
+        stored = read_stored_secret(s.name) is not None
+    except ConfigError:
+        return {"source": "keyring", "env_var": None, "env_set": None, "stored": None}
+    return {"source": "keyring", "env_var": None, "env_set": None, "stored": stored}
+
+
+def cmd_connector_list(args: argparse.Namespace) -> int:
+    from connectors.config import ConfigError, config_path, keyring_backend_name, load_all
+
+    try:
+        found = load_all()
+    except ConfigError as e:
+        raise _config_error(e) from None
+    backend, problem = keyring_backend_name() if any(not s.secret_env for s in found.values()) else (None, None)
+    rows = [{**s.as_dict(), "secret": _secret_status(s, problem)} for s in found.values()]
+    if args.json:
+        _print_json({"config_file": str(config_path()), "keyring": {"backend": backend, "problem": problem},
+                     "connectors": rows})
+        return EXIT_OK
+    if not rows:
+        print(f"no connectors yet ({config_path()}); add one with `stanch connector add NAME --kind KIND --url URL`")
+        return EXIT_OK
+    from rich.table import Table
+
+    from tui.safe_text import literal
+
+    def secret_text(sec: dict[str, Any]) -> str:
+        if sec["source"] == "env":
+            return f"env {sec['env_var']} ({'set' if sec['env_set'] else 'unset'})"
+        return {True: "keyring: stored", False: "keyring: MISSING", None: "keyring: unknown"}[sec["stored"]]
+
+    t = Table("name", "kind", "url", "secret", "client id", "ca bundle", title=str(config_path()))
+    for r in rows:
+        t.add_row(literal(r["name"]), literal(r["kind"]), literal(r["url"], 60), literal(secret_text(r["secret"])),
+                  literal(r["client_id"] or ""), literal(r["ca_bundle"] or "", 40))
+    _console().print(t)
+    if problem:
+        print(f"stanch: keyring: {problem}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_connector_remove(args: argparse.Namespace) -> int:
+    from connectors.config import ConfigError, remove_connector
+
+    try:
+        done = remove_connector(args.name, keep_secret=args.keep_secret)
+    except ConfigError as e:
+        raise _config_error(e) from None
+    secret = {True: "secret deleted from the keyring", False: "no secret was in the keyring",
+              None: "keyring secret kept" if args.keep_secret else "no keyring secret"}[done["secret_deleted"]]
+    print(f"removed connector {args.name} from {done['config_file']}; {secret}")
+    return EXIT_OK
+
+
+def cmd_connector_test(args: argparse.Namespace) -> int:
+    from connectors.config import ConfigError, check_connector, check_env_name
+
+    try:
+        if args.secret_env:
+            check_env_name(args.secret_env)
+        result = check_connector(args.name, args.secret_env)
+    except ConfigError as e:
+        raise _config_error(e) from None
+    if args.json:
+        _print_json(result)
+    else:
+        for c in result["checks"]:
+            mark = {True: "ok  ", False: "FAIL", None: "--  "}[c["ok"]]
+            print(f"{mark}  {c['check']:<9} {c['detail']}")
+        for k, v in (result["whoami"] or {}).items():
+            print(f"      {k}: {v}")
+    if not result["ok"]:
+        first = next(c for c in result["checks"] if c["ok"] is False)
+        detail = first["detail"].removeprefix(f"connector {args.name}: ")
+        print(f"stanch: connector {args.name}: {first['check']} check failed: {detail}", file=sys.stderr)
+        return EXIT_CHECK
+    return EXIT_OK
+
+
 # -- parser ------------------------------------------------------------------------------------
 
 class _Parser(argparse.ArgumentParser):
@@ -358,6 +509,39 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--case", type=Path, default=None, metavar="PATH", help="default: ./stanch-demo.stanch")
     sp.add_argument("--events", type=int, default=50_000, metavar="N")
     sp.add_argument("--seed", type=int, default=7, metavar="N")
+    sp = add("connector", lambda a: EXIT_USAGE, "connector settings and secrets (secrets go to the OS keyring only)")
+    conn_sub = sp.add_subparsers(dest="connector_command", metavar="SUBCOMMAND", parser_class=_Parser, required=True)
+    sp = conn_sub.add_parser("add", help="add a connector; the secret is prompted for (not echoed) and kept "
+                             "in the OS keyring", description="add a connector; its secret goes to the OS keyring")
+    sp.set_defaults(fn=cmd_connector_add)
+    sp.add_argument("name")
+    sp.add_argument("--kind", required=True, choices=CONNECTOR_KINDS)
+    sp.add_argument("--url", required=True, help="base URL (https://...)")
+    sp.add_argument("--ca-bundle", metavar="FILE", help="PEM CA bundle to verify the server with")
+    sp.add_argument("--client-cert", metavar="FILE", help="client certificate (PEM) for mTLS")
+    sp.add_argument("--client-key", metavar="FILE", help="client private key (PEM) for mTLS")
+    sp.add_argument("--client-id", metavar="ID")
+    sp.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS")
+    sp.add_argument("--read-timeout", type=float, default=30.0, metavar="SECONDS")
+    sp.add_argument("--concurrency", type=int, default=4, metavar="N")
+    sp.add_argument("--rate-limit", type=float, default=None, metavar="PER_SECOND")
+    how = sp.add_mutually_exclusive_group()
+    how.add_argument("--secret-stdin", action="store_true", help="read the secret from a pipe")
+    how.add_argument("--secret-env", metavar="VAR",
+                     help="read the secret from $VAR at each run; nothing is stored in the keyring")
+    sp = conn_sub.add_parser("list", help="list connectors and whether their secret is available (never the secret)")
+    sp.set_defaults(fn=cmd_connector_list)
+    sp.add_argument("--json", action="store_true")
+    sp = conn_sub.add_parser("remove", help="remove a connector's settings and its keyring secret")
+    sp.set_defaults(fn=cmd_connector_remove)
+    sp.add_argument("name")
+    sp.add_argument("--keep-secret", action="store_true",
+                    help="remove only the settings (e.g. when the keyring cannot be reached)")
+    sp = conn_sub.add_parser("test", help="check a connector's settings and secret, then ask the vendor who it is")
+    sp.set_defaults(fn=cmd_connector_test)
+    sp.add_argument("name")
+    sp.add_argument("--secret-env", metavar="VAR", help="read the secret from $VAR for this run only")
+    sp.add_argument("--json", action="store_true")
     return p
 
 
