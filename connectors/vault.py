@@ -434,3 +434,10 @@ register(
         splittable=json_lines,
     )
 )
+
+
+# ---------------------------------------------------------------- live API
+
+# Lookups, revokes, probes and audit-hash against a running Vault/OpenBao live in `connectors.vault_live`;
+# `whoami` is re-exported here because `stanch connector test` looks for `connectors.<kind>.whoami`.
+from connectors.vault_live import whoami  # noqa: E402, F401
