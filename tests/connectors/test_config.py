@@ -345,7 +345,8 @@ def test_remove_env_connector_needs_no_keyring(cfg_dir):
 def test_check_without_a_live_hook(cfg_dir, store):
     config.add_connector(settings(), lambda: "q" * 20)
     assert config.whoami_hook("okta") is None  # connectors.okta has no whoami yet
-    assert config.whoami_hook("oauth") is None  # no connectors.oauth module at all
+    assert config.whoami_hook("google") is None  # connectors.google has parsers only
+    assert config.whoami_hook("oauth") is not None and config.whoami_hook("vault") is not None
     r = config.check_connector("okta-prod")
     assert r["ok"] is True and r["whoami"] is None
     assert [(c["check"], c["ok"]) for c in r["checks"]] == [

@@ -135,8 +135,8 @@ def test_unusable_backends_refused_in_a_real_run(cfg_dir, backend, why):
 def test_secret_env_add_and_test_store_nothing(capsys, monkeypatch, cfg_dir):
     # The default (null) keyring stays untouched: the secret comes from the environment each run.
     secret = fake_token(salt="v")
-    code, out, err = run(capsys, monkeypatch, "connector", "add", "lab", "--kind", "vault",
-                         "--url", "http://127.0.0.1:8200", "--secret-env", "LAB_VAULT_TOKEN")
+    code, out, err = run(capsys, monkeypatch, "connector", "add", "lab", "--kind", "kong",
+                         "--url", "http://127.0.0.1:8001", "--secret-env", "LAB_VAULT_TOKEN")
     assert code == 0 and "read from $LAB_VAULT_TOKEN at run time, not stored" in out
     assert 'secret_env = "LAB_VAULT_TOKEN"' in (cfg_dir / "connectors.toml").read_text()
 
@@ -148,7 +148,7 @@ def test_secret_env_add_and_test_store_nothing(capsys, monkeypatch, cfg_dir):
     code, out, err = run(capsys, monkeypatch, "connector", "test", "lab", "--json")
     doc = json.loads(out)
     assert code == 0 and doc["ok"] and doc["checks"][2]["detail"] == "read from env:LAB_VAULT_TOKEN"
-    assert doc["checks"][3] == {"check": "live", "ok": None, "detail": "no live check for kind vault yet"}
+    assert doc["checks"][3] == {"check": "live", "ok": None, "detail": "no live check for kind kong yet"}
     code, out, err = run(capsys, monkeypatch, "connector", "list", "--json")
     assert json.loads(out)["connectors"][0]["secret"] == {"source": "env", "env_var": "LAB_VAULT_TOKEN",
                                                           "env_set": True, "stored": None}
