@@ -298,14 +298,18 @@ class ConnectorClient:
         data: Mapping[str, Any] | None = None,
         content: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
+        auth: Mapping[str, str] | None = None,
+        secrets: Collection[str] = (),
     ) -> httpx.Response:
         """Send one request with retries; return the response, or raise a `ConnectorError`.
 
         `path` is relative to the base URL, or an absolute URL on the base URL's origin (next-page links).
         A status of 400 or more raises unless it is in `accept_status` (a probe passes `{401, 404}` to read
         a refusal as evidence). `idempotent` overrides the method's default retry rule; POST is retried only
-        with `idempotent=True`.
+        with `idempotent=True`. `auth` replaces the connector's own auth header for this call (a probe sent
+        *as* a leaked token); its values, and any `secrets` given, are scrubbed from the journal and errors.
         """
+        auth_override = auth
         method = method.upper()
         url = self._on_origin(path, method)
         retryable = idempotent if idempotent is not None else method in IDEMPOTENT_METHODS
@@ -316,9 +320,11 @@ class ConnectorClient:
             await self._wait_for_reset(method, url)
             await self._throttle()
             request_id = str(uuid.uuid4())
-            auth = self._auth_header() if self._auth_header else {}
+            auth = dict(auth_override) if auth_override is not None else (
+                self._auth_header() if self._auth_header else {})
             self._remember_secrets(auth.values())
             if attempt == 1:
+                self._remember_secrets(secrets)
                 self._remember_secrets(_secret_values(params, json, data))
             request = self._client.build_request(
                 method, url, params=params, json=json, data=data, content=content,

@@ -77,33 +77,6 @@ def client_for(settings: ConnectorSettings, secret: str, **kwargs: Any) -> Conne
     return ConnectorClient(settings.name, settings.url, auth_header=lambda: {"X-Vault-Token": secret}, **options)
 
 
-def _as_token_client(client: ConnectorClient, raw_token: str) -> ConnectorClient:
-    """A client on the same server and connection pool that authenticates as `raw_token` (for lookup-self).
-
-    The caller's client sends the responder's token on every request, and its auth header wins over any
-    per-request header, so a call made *as the leaked token* needs its own client. It shares the caller's
-    transport (TLS settings, pool) and must not be closed (closing would close the caller's pool).
-    """
-    return ConnectorClient(
-        client.name, str(client.base_url),
-        auth_header=lambda: {"X-Vault-Token": raw_token},
-        timeout=(client.connect_timeout, client.read_timeout),
-        max_retries=client.max_retries,
-        max_wait_s=client.max_wait_s,
-        headers=VAULT_HEADERS,
-        sleep=client._sleep,
-        clock=client._clock,
-        transport=client._client._transport,
-    )
-
-
-def _adopt_journal(client: ConnectorClient, other: ConnectorClient) -> None:
-    for entry in other.journal:
-        client.journal.append(entry)
-        if client._on_journal is not None:
-            client._on_journal(entry)
-
-
 def _path(value: str, what: str) -> str:
     text = value.strip().strip("/")
     if not _PATH_RE.fullmatch(text) or ".." in text.split("/"):
@@ -227,8 +200,9 @@ async def audit_hash(client: ConnectorClient, device_path: str, raw_value: str) 
     from connectors import vault  # the parser module imports this one at its end
 
     device = _path(device_path, "audit device path")
-    client._remember_secrets([raw_value])  # `input` is not a secret-named field: scrub it from errors anyway
-    r = await client.request("POST", f"{API}sys/audit-hash/{device}", json={"input": raw_value}, idempotent=True)
+    # `input` is not a secret-named field: name the value so the client scrubs it from errors anyway.
+    r = await client.request("POST", f"{API}sys/audit-hash/{device}", json={"input": raw_value}, idempotent=True,
+                             secrets=[raw_value])
     body = client._json(r)
     hashed = None
     if isinstance(body, dict):
@@ -289,15 +263,12 @@ async def probe_accessor(client: ConnectorClient, accessor: str) -> Verdict:
 async def probe_token(client: ConnectorClient, raw_token: str) -> Verdict:
     """Is this token dead? `lookup-self` sent as the token itself; Vault's 403 `permission denied` proves it.
 
-    The request goes over the caller's connection pool with the raw token as `X-Vault-Token`; its journal
-    entries (which never hold a header) are appended to `client.journal`.
+    The request goes over the caller's client with the raw token as `X-Vault-Token` for this one call
+    (the client scrubs it from its journal and errors).
     """
-    as_token = _as_token_client(client, raw_token)
-    try:
-        r, failed = await _probe(lambda: as_token.request("GET", f"{API}auth/token/lookup-self",
-                                                          accept_status=(400, 401, 403)), "lookup-self")
-    finally:
-        _adopt_journal(client, as_token)
+    r, failed = await _probe(lambda: client.request("GET", f"{API}auth/token/lookup-self",
+                                                    accept_status=(400, 401, 403),
+                                                    auth={"X-Vault-Token": raw_token}), "lookup-self")
     if failed is not None or r is None:
         return failed or Verdict(UNVERIFIED, "lookup-self gave no answer")
     status, errors = r.status_code, _errors(r)
@@ -305,7 +276,7 @@ async def probe_token(client: ConnectorClient, raw_token: str) -> Verdict:
         return Verdict(VERIFIED, "lookup-self with the token refused: 403 permission denied", http_status=status)
     if status == 200:
         try:
-            data = _data(as_token, r)
+            data = _data(client, r)
         except ConnectorError as e:
             return Verdict(UNVERIFIED, f"lookup-self answered 200 without token data: {e}", http_status=status)
         return Verdict(LIVE, f"lookup-self answered 200: {_describe(data)}", http_status=status)
