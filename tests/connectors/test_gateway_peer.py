@@ -34,7 +34,7 @@ from casefile.secrets import fingerprint
 from casefile.sources import FileSource
 from connectors import gateway, oauth
 from connectors.http import USER_AGENT, ConnectorClient
-from tests.connectors.oidc_peer import OidcPeer, oidc_peer
+from tests.connectors.oidc_peer import OidcPeer, oidc_peer, start_peer, stop_peer
 from tests.peers import free_port, need, need_binary
 
 __all__ = ["oidc_peer"]  # the fixture, imported for pytest
@@ -251,6 +251,38 @@ def test_gateway_down_is_revoked_unverified(oidc_peer: OidcPeer, upstream: int, 
     assert_leak_free(token, [client], verdict)
 
 
+@pytest.mark.peer
+def test_authorization_server_down_the_gateway_fails_closed_and_the_two_probes_disagree(
+        upstream: int, tmp_path: Path) -> None:
+    """The §4 gateway refuses every token when introspection fails (fail closed), so its probe says
+    `revoked-verified` (true at that gateway: nothing gets through) while the authorization server's probe says
+    `revoked-unverified`. A gateway verdict speaks for that gateway only; the evidence still says "refused"."""
+    (tmp_path / "op").mkdir()
+    op_proc, op = start_peer(tmp_path / "op")
+    try:
+        token = mint(op)
+        g = start_gateway(tmp_path / "gw", httpx.URL(op.url).port or 80, upstream)
+    except BaseException:
+        stop_peer(op_proc)
+        raise
+    try:
+        async def go() -> tuple[oauth.Verdict, oauth.Verdict, oauth.Verdict, list[ConnectorClient]]:
+            async with gateway_client(g.url) as c, admin_client(op) as idp:
+                live = await gateway.probe(c, token, API_PATH)
+                await oauth.discover(idp)  # cached, so the AS probe below reaches introspection
+                stop_peer(op_proc)
+                return live, await gateway.probe(c, token, API_PATH), await oauth.probe(idp, token), [c, idp]
+
+        live, at_gw, at_as, clients = run(go())
+    finally:
+        stop_gateway(g.proc)
+        stop_peer(op_proc)
+    assert live.status == oauth.STILL_LIVE
+    assert at_gw.status == oauth.REVOKED_VERIFIED and "refused" in at_gw.evidence
+    assert at_as.status == oauth.REVOKED_UNVERIFIED
+    assert_leak_free(token, clients, live, at_gw, at_as)
+
+
 # ------------------------------------------------------------------------------------------ other answers
 
 
@@ -304,10 +336,10 @@ def test_dpop_scheme_is_sent_and_reported_as_the_binding() -> None:
     assert (verdict.status, verdict.binding) == (oauth.STILL_LIVE, "dpop")
 
 
-def test_a_client_with_its_own_auth_header_does_not_count() -> None:
+def test_a_client_with_its_own_auth_header_still_sends_only_the_token_under_test() -> None:
     verdict, seen = mocked(200, auth_header=lambda: {"Authorization": "Bearer some-other-credential"})
-    assert seen == ["Bearer some-other-credential"]
-    assert verdict.status == oauth.REVOKED_UNVERIFIED and "without auth_header" in verdict.evidence
+    assert seen == ["Bearer stanch-test-FAKE-gw-" + "q" * 24]
+    assert verdict.status == oauth.STILL_LIVE
 
 
 def test_unsendable_token_or_scheme_is_refused_before_any_request() -> None:
