@@ -364,11 +364,10 @@ class ConnectorClient:
 
     # ------------------------------------------------------------------------------ pagers
 
-    async def paginate_link(self, path: str, *, params: Mapping[str, Any] | None = None,
-                            items_path: str | Sequence[str] | None = None,
-                            max_pages: int | None = None) -> AsyncIterator[Any]:
-        """Yield the records of every page, following the `Link: <…>; rel="next"` header verbatim (Okta,
-        GitHub). Records are the page body itself (a JSON array) or the list at `items_path`."""
+    async def _follow(self, path: str, params: Mapping[str, Any] | None, items_path: str | Sequence[str] | None,
+                      max_pages: int | None, next_of: Callable[[httpx.Response], str | None]) -> AsyncIterator[Any]:
+        """The records of every page of a next-link API; `next_of` reads a page's next URL (None: last page).
+        Next links are followed verbatim, on the base URL's origin only, and a link seen twice is an error."""
         url: str | httpx.URL = path
         seen: set[str] = set()
         pages = 0
@@ -377,28 +376,29 @@ class ConnectorClient:
             for item in self._items(response, items_path):
                 yield item
             pages += 1
-            nxt = response.links.get("next", {}).get("url")
+            nxt = next_of(response)
             if not nxt or (max_pages is not None and pages >= max_pages):
                 return
             url, params = self._next_url(response, nxt, seen), None
 
-    async def paginate_odata(self, path: str, *, params: Mapping[str, Any] | None = None,
-                             items_path: str | Sequence[str] = "value",
-                             max_pages: int | None = None) -> AsyncIterator[Any]:
+    def paginate_link(self, path: str, *, params: Mapping[str, Any] | None = None,
+                      items_path: str | Sequence[str] | None = None,
+                      max_pages: int | None = None) -> AsyncIterator[Any]:
+        """Yield the records of every page, following the `Link: <…>; rel="next"` header verbatim (Okta,
+        GitHub). Records are the page body itself (a JSON array) or the list at `items_path`."""
+        return self._follow(path, params, items_path, max_pages,
+                            lambda r: r.links.get("next", {}).get("url"))
+
+    def paginate_odata(self, path: str, *, params: Mapping[str, Any] | None = None,
+                       items_path: str | Sequence[str] = "value",
+                       max_pages: int | None = None) -> AsyncIterator[Any]:
         """Yield the records (`value`) of every page, following `@odata.nextLink` verbatim (Microsoft Graph)."""
-        url: str | httpx.URL = path
-        seen: set[str] = set()
-        pages = 0
-        while True:
-            response = await self.request("GET", url, params=params)
-            for item in self._items(response, items_path):
-                yield item
-            pages += 1
+        def next_of(response: httpx.Response) -> str | None:
             body = self._json(response)
             nxt = body.get("@odata.nextLink") if isinstance(body, dict) else None
-            if not nxt or (max_pages is not None and pages >= max_pages):
-                return
-            url, params = self._next_url(response, str(nxt), seen), None
+            return str(nxt) if nxt else None
+
+        return self._follow(path, params, items_path, max_pages, next_of)
 
     async def paginate_cursor(self, path: str, *, cursor_path: str | Sequence[str], cursor_param: str = "after",
                               items_path: str | Sequence[str] | None = "data",
@@ -423,22 +423,16 @@ class ConnectorClient:
             seen.add(str(cursor))
             query[cursor_param] = cursor
 
-    async def paginate_next_records(self, path: str, *, params: Mapping[str, Any] | None = None,
-                                    max_pages: int | None = None) -> AsyncIterator[Any]:
+    def paginate_next_records(self, path: str, *, params: Mapping[str, Any] | None = None,
+                              max_pages: int | None = None) -> AsyncIterator[Any]:
         """Yield the `records` of a Salesforce query, following `nextRecordsUrl` until `done` is true."""
-        url: str | httpx.URL = path
-        seen: set[str] = set()
-        pages = 0
-        while True:
-            response = await self.request("GET", url, params=params)
-            for item in self._items(response, "records"):
-                yield item
-            pages += 1
+        def next_of(response: httpx.Response) -> str | None:
             body = self._json(response)
-            nxt = body.get("nextRecordsUrl") if isinstance(body, dict) else None
-            if not isinstance(body, dict) or body.get("done", True) is True or not nxt or (max_pages is not None and pages >= max_pages):
-                return
-            url, params = self._next_url(response, str(nxt), seen), None
+            if not isinstance(body, dict) or body.get("done", True) is True or not body.get("nextRecordsUrl"):
+                return None
+            return str(body["nextRecordsUrl"])
+
+        return self._follow(path, params, "records", max_pages, next_of)
 
     async def list_keys(self, path: str) -> AsyncIterator[str]:
         """Yield the keys of a Vault `LIST` (`data.keys`; Vault does not page). Keys ending in `/` are

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,9 +33,18 @@ class OidcPeer:
     grant_id: str
     events: Path  # the JSON-lines events file server.mjs writes
     pid: int
+    tls_url: str = ""  # https://127.0.0.1:TLS_PORT when start_peer wrote tls/server.crt and tls/server.key
 
 
-def start_peer(workdir: Path) -> tuple[subprocess.Popen[str], OidcPeer]:
+def start_peer(workdir: Path, files: Mapping[str, bytes] | None = None) -> tuple[subprocess.Popen[str], OidcPeer]:
+    """Start server.mjs in `workdir`. `files` (relative path -> content) are written there first: with
+    `tls/server.crt` and `tls/server.key` the peer also serves HTTPS (mTLS) on TLS_PORT (returned as `tls_url`),
+    and `mtls-client.jwk.json` registers the client `ir-mtls` (test-peers.md §1)."""
+    for name, content in (files or {}).items():
+        target = workdir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+    with_tls = (workdir / "tls" / "server.crt").is_file() and (workdir / "tls" / "server.key").is_file()
     node = need_binary("node", "apt-get install nodejs npm")
     need((PEER_DIR / "node_modules" / "oidc-provider").is_dir(), "oidc-provider peer", NPM_INSTALL)
     port, tls_port = free_port(), free_port()
@@ -61,7 +71,18 @@ def start_peer(workdir: Path) -> tuple[subprocess.Popen[str], OidcPeer]:
     else:
         stop_peer(proc)
         pytest.fail(f"oidc-provider peer did not answer discovery at {url} (exit code {proc.poll()})")
-    return proc, OidcPeer(url, seeded.get("seeded_refresh_token", ""), seeded.get("grant_id", ""), events, proc.pid)
+    tls_url = f"https://127.0.0.1:{tls_port}" if with_tls else ""
+    while with_tls and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", tls_port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                stop_peer(proc)
+                pytest.fail(f"oidc-provider peer did not open its mTLS listener at {tls_url}")
+            time.sleep(0.05)
+    return proc, OidcPeer(url, seeded.get("seeded_refresh_token", ""), seeded.get("grant_id", ""), events, proc.pid,
+                          tls_url)
 
 
 def stop_peer(proc: subprocess.Popen[str]) -> None:
