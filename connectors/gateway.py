@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 import httpx
 
 from connectors.http import ConnectorClient, ConnectorError
-from connectors.oauth import REVOKED_UNVERIFIED, REVOKED_VERIFIED, STILL_LIVE, Verdict
+from connectors.verdict import REVOKED_UNVERIFIED, REVOKED_VERIFIED, STILL_LIVE, Verdict
 
 KIND = "gateway"
 

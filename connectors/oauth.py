@@ -29,7 +29,6 @@ import asyncio
 import base64
 import weakref
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -44,34 +43,17 @@ from connectors.http import (
     RequestRejectedError,
     UnexpectedResponseError,
 )
+from connectors.verdict import REVOKED_UNVERIFIED, REVOKED_VERIFIED, STILL_LIVE, UNREVOCABLE, Verdict
 
 KIND = "oauth"
 DISCOVERY_PATHS = ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server")
 
-REVOKED_VERIFIED = "revoked-verified"
-REVOKED_UNVERIFIED = "revoked-unverified"
-UNREVOCABLE = "unrevocable"
-STILL_LIVE = "still-live"
 
 _discovered: weakref.WeakKeyDictionary[ConnectorClient, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
 class UnsupportedTokenTypeError(RequestRejectedError):
     """The server answered `unsupported_token_type`: it cannot introspect or revoke this kind of token."""
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """What a probe proved about one token. Holds no token."""
-
-    status: str  # revoked-verified | revoked-unverified | unrevocable | still-live
-    evidence: str  # one line: what the server answered (or failed to)
-    expires_at: str | None  # UTC ISO 8601 (`exp`), when known
-    binding: str  # dpop | mtls | none
-    checked_at: str  # UTC ISO 8601 time of the probe
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # ------------------------------------------------------------------------------------------ client auth

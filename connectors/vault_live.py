@@ -26,38 +26,25 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any
 
 import httpx
 
 from connectors.config import ConnectorSettings
 from connectors.http import ConnectorClient, ConnectorError, UnexpectedResponseError
+from connectors.verdict import REVOKED_UNVERIFIED as UNVERIFIED
+from connectors.verdict import REVOKED_VERIFIED as VERIFIED
+from connectors.verdict import STILL_LIVE as LIVE
+from connectors.verdict import Verdict
 
 API = "v1/"
 #: Vault Proxy with `require_request_header` demands it; Vault itself ignores it.
 VAULT_HEADERS = {"X-Vault-Request": "true"}
-VERIFIED: Final = "revoked-verified"
-UNVERIFIED: Final = "revoked-unverified"
-LIVE: Final = "still-live"
-VerdictStatus = Literal["revoked-verified", "revoked-unverified", "still-live"]
 
 # A mount/device path or lease prefix as it goes into the URL: no `..`, no query, no leading slash.
 _PATH_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-/]*")
 # Token metadata that is safe to show and keep; `id` (the token itself) is never kept.
 _DROP = frozenset({"id"})
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """What a probe proved about one credential, and when."""
-
-    status: VerdictStatus
-    evidence: str  # one line: what Vault answered (never a token)
-    checked_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds")
-                            .replace("+00:00", "Z"))
-    http_status: int | None = None  # None when no answer came (timeout, connection refused)
 
 
 # ------------------------------------------------------------------------------------------- clients
