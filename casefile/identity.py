@@ -10,15 +10,14 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from casefile.records import CredentialRef
 from casefile.timeutil import micros_to_iso
 
 KEY_KINDS = ("sha256", "sha256/16", "jti", "vault-accessor", "vault-hmac", "okta-token", "github-token",
              "aws-key", "sf-token", "entra-key", "kong-credential", "session")
 
 _FACTS = ("kind", "issuer", "client", "principal", "scopes", "issued_at", "expires_at", "binding", "preview")
-# Order of the facts handed to `resolve_keys` (the same as casefile.prepare.REF_FACTS).
-_REF_ORDER = ("kind", "issuer", "client", "principal", "scopes", "preview", "binding", "issued_at", "expires_at")
+# The facts a CredentialRef carries besides its keys, in the order prepared events and `resolve_keys` use.
+REF_FACTS = ("kind", "issuer", "client", "principal", "scopes", "preview", "binding", "issued_at", "expires_at")
 
 
 class KeyError_(ValueError):
@@ -57,7 +56,7 @@ class _Facts:
 
 
 class Resolver:
-    """Resolves `CredentialRef`s to credential ids inside an ingest, caching keys and batching fact updates."""
+    """Resolves credential keys to credential ids inside an ingest, caching keys and batching fact updates."""
 
     def __init__(self, conn: sqlite3.Connection, source_id: int | None = None) -> None:
         self.conn = conn
@@ -79,13 +78,8 @@ class Resolver:
             return int(row[0])
         return None
 
-    def resolve(self, ref: CredentialRef, ts: int) -> tuple[int, str]:
-        """Credential id for `ref` (created or merged as needed) and the space-joined keys it gave."""
-        keys = " ".join(expand_keys(ref.keys))
-        return self.resolve_keys(keys, [getattr(ref, f) for f in _REF_ORDER], ts), keys
-
     def resolve_keys(self, keys: str, facts: list[Any], ts: int) -> int:
-        """Credential id for space-joined, already expanded `keys`; `facts` in `casefile.prepare.REF_FACTS` order."""
+        """Credential id for space-joined, already expanded `keys`; `facts` in `REF_FACTS` order."""
         cid = self._by_keys.get(keys)
         if cid is None:
             cid = self._resolve_slow(tuple(keys.split(" ")), str(facts[0] or "unknown"))
@@ -99,8 +93,8 @@ class Resolver:
             f.first = ts
         if f.last is None or ts > f.last:
             f.last = ts
-        if len(f.values) < len(_REF_ORDER):
-            for name, v in zip(_REF_ORDER, facts, strict=True):
+        if len(f.values) < len(REF_FACTS):
+            for name, v in zip(REF_FACTS, facts, strict=True):
                 if v and name not in f.values and not (name == "kind" and v == "unknown"):
                     f.values[name] = str(v)
         return cid

@@ -26,6 +26,7 @@ from typing import IO, Any
 import orjson
 
 from casefile import formats
+from casefile.audit import EVENT_CONTENT
 from casefile.geoip import for_paths
 from casefile.prepare import (
     P_COLUMNS,
@@ -49,11 +50,7 @@ PARALLEL_MIN_BYTES = 4 << 20  # below this, starting workers costs more than it 
 RANGE_BYTES_PER_LINE = 512  # a plain file is cut by bytes: CHUNK_LINES x this, at a line end
 
 # The staging table: the event columns in CONTENT order, then what the writer finishes.
-STAGED_COLUMNS = (
-    "ts", "time", "vendor", "action", "outcome", "cred_keys", "subject_keys", "principal", "client", "src_ip",
-    "user_agent", "country", "city", "asn", "method", "resource", "status", "bytes", "rows", "vendor_type",
-    "vendor_id", "request_id", "session_id", "raw", "line", "id", "digest", "row_hash", "content_hash",
-)
+STAGED_COLUMNS = (*EVENT_CONTENT, "id", "digest", "row_hash", "content_hash")
 _STAGE_INSERT = f"INSERT INTO e({', '.join(STAGED_COLUMNS)}) VALUES ({','.join('?' * len(STAGED_COLUMNS))})"
 
 

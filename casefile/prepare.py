@@ -15,34 +15,18 @@ from typing import Any
 
 import orjson
 
-from casefile.audit import event_row_hash
+from casefile.audit import event_content_hash, event_row_hash
 from casefile.geoip import GeoIP
-from casefile.identity import KeyError_, expand_keys
+from casefile.identity import REF_FACTS, KeyError_, expand_keys
 from casefile.records import ACTIONS, CredentialRef, Parsed, Problem
 from casefile.redact import needs_redaction, redact
 from casefile.secrets import Fingerprint
 from casefile.timeutil import TimeError, to_micros, to_utc_iso
 
-# The facts a CredentialRef carries besides its keys, in this order.
-REF_FACTS = ("kind", "issuer", "client", "principal", "scopes", "preview", "binding", "issued_at", "expires_at")
-
-# Event columns covered by the content hash, in this order (audit.EVENT_CONTENT).
-CONTENT_COLUMNS = (
-    "ts", "time", "vendor", "action", "outcome", "cred_keys", "subject_keys", "principal", "client", "src_ip",
-    "user_agent", "country", "city", "asn", "method", "resource", "status", "bytes", "rows", "vendor_type",
-    "vendor_id", "request_id", "session_id", "raw", "line",
-)
-
 # Positions in a prepared event.
 (P_LINE, P_ID, P_DIGEST, P_CRED_KEYS, P_CRED_FACTS, P_SUBJ_KEYS, P_SUBJ_FACTS, P_ROW_HASH, P_CONTENT_HASH,
  P_COLUMNS) = range(10)
-# P_COLUMNS onwards: the event columns, in CONTENT_COLUMNS order minus `line` (which is P_LINE).
-N_CONTENT = len(CONTENT_COLUMNS) - 1
-
-
-def content_hash(values: list[Any]) -> str:
-    """Hash of an event's immutable content (CONTENT_COLUMNS order)."""
-    return hashlib.sha256(orjson.dumps(values)).hexdigest()[:32]
+# P_COLUMNS onwards: the event columns, in audit.EVENT_CONTENT order minus `line` (which is P_LINE).
 
 
 def _ref(ref: CredentialRef | None) -> tuple[str | None, list[Any] | None]:
@@ -128,7 +112,7 @@ def prepare(parsed: Parsed, format_name: str, source_id: int | None = None,
                _int(ev.status),
                _int(ev.bytes), _int(ev.rows), _text(ev.vendor_type), vendor_id, _text(ev.request_id),
                _text(ev.session_id), raw_text]
-    chash = hashlib.sha256(orjson.dumps([*columns, parsed.line])).hexdigest()[:32]
+    chash = event_content_hash([*columns, parsed.line])
     if vendor_id:
         event_id: str | None = f"{ev.vendor}:{vendor_id}"
         digest = None
