@@ -39,8 +39,11 @@ def info(case: Case) -> dict[str, Any]:
     span = c.execute("SELECT min(time), max(time) FROM events").fetchone()
     return {
         "schema_version": int(meta.get("schema_version", 0)),
-        "counts": {t: count(t) for t in ("events", "credentials", "credential_keys", "sources", "notes", "audit")},
+        "counts": {t: count(t) for t in ("events", "credentials", "credential_keys", "sources", "notes", "snapshots",
+                                         "audit")},
         "sources": sources,
+        "pulls": [{"connector": r[0], "stream": r[1], "updated_at": r[2], "source": r[3]} for r in c.execute(
+            "SELECT connector, stream, updated_at, source_id FROM pull_cursors ORDER BY connector, stream")],
         "title": meta.get("title"),
         "app_version": meta.get("app_version"),
         "created_at": meta.get("created_at"),

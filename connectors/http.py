@@ -21,7 +21,8 @@ same way there, so the behaviour lives here once and no vendor module re-impleme
 - **It pages the ways vendors page.** `Link: <…>; rel="next"` (Okta, GitHub), `@odata.nextLink` (Graph), a
   body cursor sent back as a query parameter (Kong `offset`, Slack-style `after`), Vault's `LIST` verb
   (`data.keys`, one page) and Salesforce `nextRecordsUrl`. Next links are followed verbatim but only on the
-  base URL's origin, so a hostile next link cannot collect the credential.
+  base URL's origin, so a hostile next link cannot collect the credential. Offset listings (Keycloak
+  `first`/`max`) end at the first short page.
 
 Retries, rate limits and pagers take their time from an injectable `sleep` and `clock`, so tests run fast
 and deterministic. No vendor logic lives here.
@@ -422,6 +423,28 @@ class ConnectorClient:
                 raise self._loop_error(response)
             seen.add(str(cursor))
             query[cursor_param] = cursor
+
+    async def paginate_offset(self, path: str, *, page_size: int = 100, first_param: str = "first",
+                              max_param: str = "max", items_path: str | Sequence[str] | None = None,
+                              params: Mapping[str, Any] | None = None,
+                              max_pages: int | None = None) -> AsyncIterator[Any]:
+        """Yield the records of an offset-paged listing (Keycloak `first`/`max`): ask for `page_size` records
+        from offset 0, then from each offset reached; a page shorter than `page_size` is the last."""
+        if page_size < 1:
+            raise ConfigurationError(f"page_size for {self.name} must be at least 1; got {page_size}",
+                                     connector=self.name)
+        query = dict(params or {})
+        offset = pages = 0
+        while True:
+            query[first_param], query[max_param] = offset, page_size
+            response = await self.request("GET", path, params=query)
+            items = self._items(response, items_path)
+            for item in items:
+                yield item
+            pages += 1
+            if len(items) < page_size or (max_pages is not None and pages >= max_pages):
+                return
+            offset += len(items)
 
     def paginate_next_records(self, path: str, *, params: Mapping[str, Any] | None = None,
                               max_pages: int | None = None) -> AsyncIterator[Any]:

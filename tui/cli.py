@@ -129,6 +129,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         t.add_row(str(s["id"]), literal(s["format"]), literal(s["status"]), f"{s['events_added']:,}",
                   str(s["malformed"]), str(s["skipped"]), literal(s["path"]))
     con.print(t)
+    for pl in doc["pulls"]:
+        con.print(literal(f"pull {pl['connector']}/{pl['stream']}: cursor saved {pl['updated_at']} "
+                          f"(after source {pl['source']})"))
     return EXIT_OK
 
 

@@ -550,6 +550,23 @@ def test_cursor_pagination_sends_the_cursor_back_as_the_named_parameter(server):
         "/consumers?size=1", "/consumers?size=1&offset=c1", "/consumers?size=1&offset=c2"]
 
 
+def test_offset_pagination_asks_first_and_max_until_a_short_page(server):
+    server.on("/admin/realms/r/events",
+              Reply(200, [{"id": 1}, {"id": 2}]),
+              Reply(200, [{"id": 3}, {"id": 4}]),
+              Reply(200, [{"id": 5}]))
+
+    async def go() -> list[Any]:
+        async with client(server) as c:
+            return [r async for r in c.paginate_offset("/admin/realms/r/events", page_size=2,
+                                                       params={"type": "LOGIN"})]
+
+    assert [r["id"] for r in run(go())] == [1, 2, 3, 4, 5]
+    assert [s.path for s in server.requests_to("/admin/realms/r/events")] == [
+        "/admin/realms/r/events?type=LOGIN&first=0&max=2", "/admin/realms/r/events?type=LOGIN&first=2&max=2",
+        "/admin/realms/r/events?type=LOGIN&first=4&max=2"]
+
+
 def test_nested_cursor_path_and_a_repeated_cursor_is_a_loop_error(server):
     server.on("/events", Reply(200, {"data": [1], "meta": {"next": "same"}}))
 
