@@ -591,3 +591,31 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="Record tests/fixtures/vault/openbao-audit.jsonl from a live OpenBao")
     ap.add_argument("--record", type=Path, required=True)
     _record(ap.parse_args().record)
+
+
+def test_token_lookups_become_issue_events_and_an_exported_token_id_is_only_fingerprinted(tmp_path):
+    from casefile.case import create_case
+    from casefile.ingest import ingest
+    from casefile.query import credential_id_for, credentials
+    from casefile.secrets import fingerprint
+
+    lookups = FIXTURES / "openbao-token-lookup.jsonl"
+    fake_id = "hvs.stanchFAKEtestTOKENnotREAL0000000000"  # line 3 of the fixture (see SOURCES.md)
+    with create_case(tmp_path / "c.stanch") as case:
+        (s,) = ingest(case, [str(lookups)])
+        assert s.format == "vault-token" and s.events_added == 3 and s.malformed == 0
+        cid = credential_id_for(case, "vault-accessor:default:FAKEaccessorFromCliExport0")
+        assert credential_id_for(case, fingerprint(fake_id).keys[0]) == cid
+        cred = next(c for c in credentials(case) if c["id"] == cid)
+        assert cred["kind"] == "vault-token" and cred["principal"] == "token-cli-export"
+        assert cred["expires_at"].startswith("2026-12-31") and cred["scopes"] == "default"
+        acts = {r[0] for r in case.conn.execute("SELECT action FROM events")}
+        assert acts == {"token.issue"}
+        dump = "\n".join(case.conn.iterdump())
+        assert fake_id not in dump
+    # A line that is not a lookup is reported with its line number.
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(lookups.read_text().splitlines()[0] + "\n" + '{"data": {"policies": []}}\n')
+    with create_case(tmp_path / "d.stanch") as case:
+        (s,) = ingest(case, [str(bad)], "vault-token")
+        assert s.events_added == 1 and s.problems[0]["line"] == 2 and "accessor" in s.problems[0]["reason"]
