@@ -35,21 +35,31 @@ never copied. `apiKeyId` is an id, not a secret, and no key kind names API Gatew
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import io
 import ipaddress
+import json
 import re
-from collections.abc import Iterator
-from datetime import UTC, datetime
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
+from urllib.parse import urlencode, urlsplit
 
+import httpx
 import ijson
 import orjson
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as defused_fromstring
 
 from casefile.formats import Format, SourceStream, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.secrets import fingerprint, sha256_hex
 from casefile.timeutil import TimeError, to_utc_iso
+from connectors import act
 from connectors._common import (
     UTF8_BOM,
     PrefixedStream,
@@ -60,6 +70,19 @@ from connectors._common import (
     stream_json_items,
     text_reader,
 )
+from connectors.config import ConnectorSettings
+from connectors.http import (
+    ConnectorClient,
+    ConnectorError,
+    InvalidCredentialError,
+    JournalEntry,
+    NotFoundError,
+    PermissionDeniedError,
+    RequestRejectedError,
+    UnexpectedResponseError,
+)
+from connectors.pull import Page
+from connectors.verdict import REVOKED_UNVERIFIED, REVOKED_VERIFIED, STILL_LIVE, Verdict
 
 VENDOR = "aws"
 _MISSING = (None, "", "-", "null", "None")
@@ -691,3 +714,645 @@ register(
         splittable=splittable_apigateway,
     )
 )
+
+
+# ================================================================================================ live
+#
+# The live half of the aws connector: whoami, IAM access keys (list, last used, deactivate/reactivate, delete),
+# a probe for a leaked key, and a CloudTrail `LookupEvents` pull. Everything goes through `ConnectorClient`
+# (retries, rate limits, redacted journal); every request is signed with botocore's SigV4 signer, never by hand.
+#
+# The connector secret (keyring, or `--secret-env`) is the responder's own AWS credential, in one of two forms:
+#
+#   * `AKIA…:<secret access key>` or `ASIA…:<secret access key>:<session token>` (one line; neither the secret
+#     key nor the session token can contain `:`);
+#   * a JSON object `{"access_key_id": …, "secret_access_key": …, "session_token": …}` (`session_token` optional);
+#     the AWS CLI's own spelling `AccessKeyId`/`SecretAccessKey`/`SessionToken` is read too, so the `Credentials`
+#     object that `aws sts assume-role` prints can be pasted as it is.
+#
+# The region comes from the connector URL (settings have no region field and the URL may carry no query): the
+# first host label that looks like a region (`https://sts.eu-west-1.amazonaws.com` → eu-west-1), else us-east-1.
+#
+#   * A host under `amazonaws.com` / `amazonaws.com.cn` means real AWS: each service is sent to its own endpoint for
+#     that region, as botocore's endpoint data resolves it (IAM is global: `iam.amazonaws.com`, signed for
+#     us-east-1; STS and CloudTrail are regional: `sts.<region>.amazonaws.com`). So `https://iam.amazonaws.com`
+#     means "AWS, us-east-1" and `https://sts.eu-west-1.amazonaws.com` means "AWS, eu-west-1".
+#   * Any other host (moto, LocalStack, a VPC endpoint or egress proxy) serves every service at that one URL,
+#     signed for the region found in the host, else us-east-1.
+#
+# The raw secret key and session token live only in memory (`AwsCredentials`, whose repr hides them); they are
+# handed to the client as secrets so that any echo is scrubbed from its journal and errors, and the signed
+# `Authorization` / `X-Amz-Security-Token` headers go as the client's per-request `auth`, which is never journaled.
+
+DEFAULT_REGION = "us-east-1"
+IAM_VERSION = "2010-05-08"
+STS_VERSION = "2011-06-15"
+CLOUDTRAIL_TARGET = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101."
+CLOUDTRAIL_STREAM = "cloudtrail"
+#: LookupEvents answers at most 50 events a page.
+LOOKUP_PAGE_SIZE = 50
+#: How far back a resumed pull re-reads before the newest stored event: CloudTrail can list an event several
+#: minutes after it happened, so an event older than the newest one stored may still appear. Re-read events
+#: dedupe by `eventID`.
+RESUME_OVERLAP = timedelta(minutes=15)
+
+_REGION_RE = re.compile(r"^(?:[a-z]{2}|us-gov|us-iso[a-z]?|eu-isoe?)-[a-z]+-\d{1,2}$")
+_KEY_ID_RE = re.compile(r"^[A-Z0-9]{16,128}$")
+_FORM = "application/x-www-form-urlencoded; charset=utf-8"
+_JSON11 = "application/x-amz-json-1.1"
+# AWS error codes that mean "this access key does not authenticate": the key is unknown, deleted or inactive.
+_KEY_REFUSED = frozenset({"InvalidClientTokenId", "InvalidAccessKeyId"})
+_CRED_ERRORS = frozenset({*_KEY_REFUSED, "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException",
+                          "IncompleteSignature", "MissingAuthenticationToken", "UnrecognizedClientException",
+                          "InvalidSignatureException"})
+_DENIED = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
+_NOT_FOUND = frozenset({"NoSuchEntity", "NoSuchEntityException"})
+
+
+# ---------------------------------------------------------------------------------------------- credentials
+
+
+@dataclass(frozen=True, repr=False)
+class AwsCredentials:
+    """An AWS credential held in memory only. `repr` shows the key id, never the secret key or session token."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None = None
+
+    def __repr__(self) -> str:
+        return f"AwsCredentials({self.access_key_id}, secret_access_key=…{', session_token=…' if self.session_token else ''})"
+
+    def secrets(self) -> list[str]:
+        return [s for s in (self.secret_access_key, self.session_token) if s]
+
+
+def parse_secret(secret: str) -> AwsCredentials:
+    """The connector secret as `AwsCredentials` (formats above). Errors never quote the secret."""
+    text = (secret or "").strip()
+    if text.startswith("{"):
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            raise ValueError("the aws secret is not valid JSON; give {\"access_key_id\": …, "
+                             "\"secret_access_key\": …} or AKIA…:<secret key>") from None
+        if not isinstance(obj, dict):
+            raise ValueError("the aws secret JSON must be an object")
+        if isinstance(obj.get("Credentials"), dict):
+            obj = obj["Credentials"]
+
+        def pick(*names: str) -> str | None:
+            for n in names:
+                v = obj.get(n)
+                if isinstance(v, str) and v.strip():
+                    return v.strip()
+            return None
+
+        key_id = pick("access_key_id", "AccessKeyId", "aws_access_key_id")
+        secret_key = pick("secret_access_key", "SecretAccessKey", "aws_secret_access_key")
+        token = pick("session_token", "SessionToken", "aws_session_token")
+    else:
+        parts = text.split(":")
+        if len(parts) not in (2, 3):
+            raise ValueError("the aws secret must be AKIA…:<secret key>, ASIA…:<secret key>:<session token>, "
+                             "or a JSON object")
+        key_id, secret_key = parts[0].strip(), parts[1].strip()
+        token = parts[2].strip() if len(parts) == 3 else None
+    if not key_id or not _KEY_ID_RE.fullmatch(key_id):
+        raise ValueError("the aws secret has no valid access key id (16-128 capital letters and digits, AKIA…/ASIA…)")
+    if not secret_key:
+        raise ValueError(f"the aws secret for {key_id} has no secret access key")
+    return AwsCredentials(key_id, secret_key, token or None)
+
+
+# ---------------------------------------------------------------------------------------------- endpoints
+
+
+def region_of(url: str) -> str:
+    """The region named by the connector URL's host (the first label that looks like one), else us-east-1."""
+    host = (urlsplit(url).hostname or "").lower()
+    for label in host.split("."):
+        if _REGION_RE.fullmatch(label):
+            return label
+    return DEFAULT_REGION
+
+
+def _is_aws_host(host: str) -> bool:
+    return host == "amazonaws.com" or host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str  # absolute, ending in `/`
+    signing_region: str
+    service: str
+
+
+@functools.lru_cache(maxsize=64)
+def endpoint_for(url: str, service: str) -> Endpoint:
+    """Where `service` (`iam`, `sts`, `cloudtrail`) is sent for a connector at `url`, and its signing region."""
+    region = region_of(url)
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if not _is_aws_host(host):
+        base = url if url.endswith("/") else url + "/"
+        return Endpoint(base, region, service)
+    from botocore.loaders import create_loader
+    from botocore.regions import EndpointResolver
+
+    resolved = EndpointResolver(create_loader().load_data("endpoints")).construct_endpoint(service, region)
+    if not resolved or not resolved.get("hostname"):
+        raise ValueError(f"no AWS endpoint for {service} in region {region}; check the connector URL")
+    scope = resolved.get("credentialScope") or {}
+    return Endpoint(f"https://{resolved['hostname']}/", str(scope.get("region") or region), service)
+
+
+# ---------------------------------------------------------------------------------------------- signing
+
+
+def sign(creds: AwsCredentials, service: str, region: str, method: str, url: str, body: bytes,
+         headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers of a request signed with botocore's SigV4 signer (`X-Amz-Date`, `Authorization`, and
+    `X-Amz-Security-Token` for temporary credentials), plus `headers` as signed. The body must be sent as is."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
+    SigV4Auth(Credentials(creds.access_key_id, creds.secret_access_key, creds.session_token),
+              service, region).add_auth(request)
+    return {str(k): str(v) for k, v in request.headers.items()}
+
+
+# ---------------------------------------------------------------------------------------------- session
+
+
+@dataclass
+class AwsResponse:
+    status: int
+    code: str | None  # the AWS error code (`InvalidClientTokenId`), None on success
+    message: str | None
+    body: bytes
+    request_id: str | None
+
+
+class AwsSession:
+    """The connector's AWS credential, region and one `ConnectorClient` per service endpoint.
+
+    Use as `async with AwsSession(settings, secret) as aws:`. `client_options` are `ConnectorClient` options
+    that override those taken from the settings (tests pass `transport`, `max_retries`, ...).
+    """
+
+    def __init__(self, settings: ConnectorSettings, secret: str | AwsCredentials, *,
+                 on_journal: Callable[[JournalEntry], None] | None = None, **client_options: Any) -> None:
+        self.settings = settings
+        self.creds = secret if isinstance(secret, AwsCredentials) else parse_secret(secret)
+        self.region = region_of(settings.url)
+        self._on_journal = on_journal
+        self._options = client_options
+        self._clients: dict[str, ConnectorClient] = {}
+
+    async def __aenter__(self) -> AwsSession:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        for c in self._clients.values():
+            await c.aclose()
+        self._clients.clear()
+
+    @property
+    def journal(self) -> list[JournalEntry]:
+        """Every attempt of every service client, in time order (no header, no secret)."""
+        return sorted((e for c in self._clients.values() for e in c.journal), key=lambda e: e.at)
+
+    def endpoint(self, service: str) -> Endpoint:
+        return endpoint_for(self.settings.url, service)
+
+    def client(self, service: str) -> ConnectorClient:
+        """The client for `service`'s endpoint (services at one URL, such as moto's, share one client)."""
+        ep = self.endpoint(service)
+        origin = ep.url
+        if origin not in self._clients:
+            s = self.settings
+            cert = (s.client_cert, s.client_key or s.client_cert) if s.client_cert else None
+            options: dict[str, Any] = {
+                "timeout": (s.connect_timeout, s.read_timeout), "verify": s.ca_bundle or True, "cert": cert,
+                "concurrency": s.concurrency, "rate_limit_per_s": s.rate_limit, "on_journal": self._on_journal,
+            }
+            options.update(self._options)
+            self._clients[origin] = ConnectorClient(s.name, origin, **options)
+        return self._clients[origin]
+
+    async def send(self, service: str, body: bytes, headers: Mapping[str, str], *, idempotent: bool,
+                   creds: AwsCredentials | None = None) -> AwsResponse:
+        """POST a signed request to `service`. 4xx answers are returned (with the AWS error code) for the caller
+        to judge; 429/5xx are retried by the client and raised after its retries; transport failures raise."""
+        use = creds or self.creds
+        ep = self.endpoint(service)
+        client = self.client(service)
+        signed = sign(use, service, ep.signing_region, "POST", ep.url, body, headers)
+        secret_headers = {k: v for k, v in signed.items() if k.lower() in ("authorization", "x-amz-security-token")}
+        plain = {k: v for k, v in signed.items() if k not in secret_headers}
+        r = await client.request("POST", ep.url, content=body, headers=plain, auth=secret_headers,
+                                 secrets=use.secrets(), idempotent=idempotent,
+                                 accept_status=tuple(range(400, 429)) + tuple(range(430, 500)))
+        code, message = _error_of(r) if r.status_code >= 400 else (None, None)
+        return AwsResponse(r.status_code, code, client._scrub(message) if message else None, r.content,
+                           r.headers.get("x-amzn-requestid"))
+
+    def _raise(self, service: str, action: str, r: AwsResponse) -> ConnectorError:
+        who = self.settings.name
+        what = f"{service} {action}"
+        info: dict[str, Any] = {"connector": who, "status": r.status, "method": "POST", "path": what}
+        detail = f"{r.code or 'no error code'}: {(r.message or '')[:160]}".rstrip(": ")
+        if r.code in _CRED_ERRORS or r.status == 401:
+            return InvalidCredentialError(f"{r.status} from {who}: {what} refused the credential ({detail}); check "
+                                          f"the access key with `stanch connector test {who}`", **info)
+        if r.code in _DENIED:
+            return PermissionDeniedError(f"{r.status} from {who}: the credential may not call {what} ({detail}); "
+                                         "grant it in the IAM policy", **info)
+        if r.code in _NOT_FOUND or r.status == 404:
+            return NotFoundError(f"{r.status} from {who}: {what}: {detail}; check the user name and key id", **info)
+        return RequestRejectedError(f"{r.status} from {who}: {what} was rejected ({detail})", **info)
+
+    async def query(self, service: str, action: str, params: Mapping[str, str] | None = None, *,
+                    idempotent: bool = True, creds: AwsCredentials | None = None) -> ET.Element:
+        """Call an AWS query-protocol action (IAM, STS); return its `<ActionResult>` element (namespaces
+        stripped), or raise a `ConnectorError` naming the AWS error code."""
+        version = IAM_VERSION if service == "iam" else STS_VERSION
+        body = urlencode({"Action": action, "Version": version, **(params or {})}).encode()
+        r = await self.send(service, body, {"Content-Type": _FORM}, idempotent=idempotent, creds=creds)
+        if r.status >= 400:
+            raise self._raise(service, action, r)
+        root = _xml(r.body, self.settings.name, f"{service} {action}")
+        result = root.find(f"{action}Result")
+        return result if result is not None else root
+
+    async def json_call(self, service: str, target: str, payload: Mapping[str, Any], *,
+                        idempotent: bool = True) -> dict[str, Any]:
+        """Call an AWS JSON 1.1 action (`X-Amz-Target: <target>`); return the decoded object."""
+        action = target.rsplit(".", 1)[-1]
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        r = await self.send(service, body, {"Content-Type": _JSON11, "X-Amz-Target": target}, idempotent=idempotent)
+        if r.status >= 400:
+            raise self._raise(service, action, r)
+        try:
+            obj = json.loads(r.body or b"{}")
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict):
+            raise UnexpectedResponseError(f"{r.status} from {self.settings.name}: {service} {action} did not answer a "
+                                          "JSON object; check the connector URL", connector=self.settings.name,
+                                          status=r.status, method="POST", path=f"{service} {action}")
+        return obj
+
+
+def _strip_ns(root: ET.Element) -> ET.Element:
+    for el in root.iter():
+        if isinstance(el.tag, str) and "}" in el.tag:
+            el.tag = el.tag.split("}", 1)[1]
+    return root
+
+
+def _parse_xml(body: bytes) -> ET.Element | None:
+    # defusedxml, with DTDs forbidden: an AWS answer never has one, and a hostile endpoint cannot use entity
+    # expansion or external entities against the responder's machine.
+    try:
+        return _strip_ns(defused_fromstring(body, forbid_dtd=True))
+    except (ET.ParseError, DefusedXmlException):
+        return None
+
+
+def _xml(body: bytes, who: str, what: str) -> ET.Element:
+    root = _parse_xml(body)
+    if root is None:
+        raise UnexpectedResponseError(f"200 from {who}: {what} did not answer AWS XML; check the connector URL",
+                                      connector=who, status=200, method="POST", path=what)
+    return root
+
+
+def _error_of(r: httpx.Response) -> tuple[str | None, str | None]:
+    """(AWS error code, message) of an error answer: query-protocol XML, JSON `__type`, or `x-amzn-ErrorType`."""
+    code: str | None = None
+    message: str | None = None
+    root = _parse_xml(r.content) if r.content.lstrip().startswith(b"<") else None
+    if root is not None:
+        c, m = root.find(".//Code"), root.find(".//Message")
+        code = c.text.strip() if c is not None and c.text else None
+        message = m.text.strip() if m is not None and m.text else None
+    else:
+        try:
+            obj = r.json()
+        except ValueError:
+            obj = None
+        if isinstance(obj, dict):
+            t = obj.get("__type") or obj.get("code")
+            code = str(t).rsplit("#", 1)[-1] if t else None
+            m2 = obj.get("message") or obj.get("Message")
+            message = str(m2) if m2 else None
+    if code is None:
+        header = r.headers.get("x-amzn-errortype")
+        code = header.split(":", 1)[0] if header else None
+    return code, " ".join(message.split()) if message else None
+
+
+def _text(el: ET.Element | None, tag: str) -> str | None:
+    if el is None:
+        return None
+    found = el.find(tag)
+    return found.text.strip() if found is not None and found.text and found.text.strip() else None
+
+
+def _fields(el: ET.Element) -> dict[str, str]:
+    """The leaf children of `el` as {tag: text}."""
+    return {str(c.tag): (c.text or "").strip() for c in el if len(c) == 0}
+
+
+# ---------------------------------------------------------------------------------------------- whoami
+
+
+async def caller_identity(aws: AwsSession, creds: AwsCredentials | None = None) -> dict[str, Any]:
+    """STS `GetCallerIdentity` with the session's credential (or `creds`): account, arn, user id."""
+    result = await aws.query("sts", "GetCallerIdentity", creds=creds)
+    return {"account": _text(result, "Account"), "arn": _text(result, "Arn"), "user_id": _text(result, "UserId")}
+
+
+def whoami(settings: ConnectorSettings, secret: str) -> dict[str, Any]:
+    """`stanch connector test` hook: who the connector's AWS credential is (account, arn, user id, key id)."""
+
+    async def ask() -> dict[str, Any]:
+        async with AwsSession(settings, secret) as aws:
+            who = await caller_identity(aws)
+            return {**who, "access_key_id": aws.creds.access_key_id, "region": aws.region,
+                    "sts_endpoint": aws.endpoint("sts").url}
+
+    return asyncio.run(ask())
+
+
+# ---------------------------------------------------------------------------------------------- IAM access keys
+
+
+async def list_access_keys(aws: AwsSession, user_name: str | None = None) -> list[dict[str, str]]:
+    """IAM `ListAccessKeys` for `user_name` (default: the caller's own user), every page (`Marker`):
+    `[{"UserName", "AccessKeyId", "Status", "CreateDate"}]`."""
+    keys: list[dict[str, str]] = []
+    params: dict[str, str] = {"UserName": user_name} if user_name else {}
+    for _ in range(1000):
+        result = await aws.query("iam", "ListAccessKeys", params)
+        holder = result.find("AccessKeyMetadata")
+        keys.extend(_fields(m) for m in (holder if holder is not None else []))
+        marker = _text(result, "Marker")
+        if _text(result, "IsTruncated") != "true" or not marker:
+            return keys
+        params = {**params, "Marker": marker}
+    raise UnexpectedResponseError(f"ListAccessKeys from {aws.settings.name} did not end after 1000 pages",
+                                  connector=aws.settings.name)
+
+
+async def access_key_last_used(aws: AwsSession, key_id: str) -> dict[str, Any]:
+    """IAM `GetAccessKeyLastUsed`: `{"UserName", "AccessKeyLastUsed": {"LastUsedDate"?, "ServiceName", "Region"}}`."""
+    result = await aws.query("iam", "GetAccessKeyLastUsed", {"AccessKeyId": key_id})
+    used = result.find("AccessKeyLastUsed")
+    return {"UserName": _text(result, "UserName"), "AccessKeyLastUsed": _fields(used) if used is not None else {}}
+
+
+async def access_key_snapshot(aws: AwsSession, key_id: str, user_name: str | None = None) -> dict[str, Any]:
+    """What a destructive verb is about to change: the key's metadata (from its user's `ListAccessKeys`) and
+    its last use. Raises `NotFoundError` when the user has no such key."""
+    last = await access_key_last_used(aws, key_id)
+    user = user_name or last.get("UserName")
+    keys = await list_access_keys(aws, user)
+    meta = next((k for k in keys if k.get("AccessKeyId") == key_id), None)
+    if meta is None:
+        raise NotFoundError(f"404 from {aws.settings.name}: IAM user {user or '(caller)'} has no access key {key_id}; "
+                            "check the key id and user name", connector=aws.settings.name, status=404,
+                            method="POST", path="iam ListAccessKeys")
+    return {"UserName": meta.get("UserName") or user, "AccessKeyMetadata": meta,
+            "AccessKeyLastUsed": last.get("AccessKeyLastUsed") or {}}
+
+
+async def _set_key_status(aws: AwsSession, key_id: str, status: str, user_name: str | None,
+                          snapshot: act.SnapshotFn | None) -> dict[str, Any]:
+    body = await access_key_snapshot(aws, key_id, user_name)
+    act.take(snapshot, "aws.access_key", key_id, body)
+    params = {"AccessKeyId": key_id, "Status": status}
+    if body.get("UserName"):
+        params["UserName"] = str(body["UserName"])
+    await aws.query("iam", "UpdateAccessKey", params, idempotent=True)  # setting a status twice = once
+    return {"snapshot": body, "status_code": 200}
+
+
+async def deactivate_access_key(aws: AwsSession, key_id: str, *, user_name: str | None = None,
+                                snapshot: act.SnapshotFn | None = None) -> dict[str, Any]:
+    """IAM `UpdateAccessKey Status=Inactive` (reversible: `reactivate_access_key`). Snapshot first; follow it
+    with `probe_access_key`."""
+    return await _set_key_status(aws, key_id, "Inactive", user_name, snapshot)
+
+
+async def reactivate_access_key(aws: AwsSession, key_id: str, *, user_name: str | None = None,
+                                snapshot: act.SnapshotFn | None = None) -> dict[str, Any]:
+    """The undo of `deactivate_access_key`: `UpdateAccessKey Status=Active`."""
+    return await _set_key_status(aws, key_id, "Active", user_name, snapshot)
+
+
+async def delete_access_key(aws: AwsSession, key_id: str, *, user_name: str | None = None,
+                            snapshot: act.SnapshotFn | None = None) -> dict[str, Any]:
+    """IAM `DeleteAccessKey` (irreversible: the key's metadata and last-use record are gone). Snapshot first;
+    not retried (a delete sent twice must be a choice)."""
+    body = await access_key_snapshot(aws, key_id, user_name)
+    act.take(snapshot, "aws.access_key", key_id, body)
+    params = {"AccessKeyId": key_id}
+    if body.get("UserName"):
+        params["UserName"] = str(body["UserName"])
+    await aws.query("iam", "DeleteAccessKey", params, idempotent=False)
+    return {"snapshot": body, "status_code": 200}
+
+
+# ---------------------------------------------------------------------------------------------- probe
+
+
+async def probe_access_key(aws: AwsSession, leaked: AwsCredentials | str) -> Verdict:
+    """Does this leaked key still authenticate? STS `GetCallerIdentity` signed *with the leaked key* (any
+    principal may call it, so only authentication is tested).
+
+    - 403 `InvalidClientTokenId` (AWS: the key is unknown, deleted or inactive) → `revoked-verified`;
+    - 200 → `still-live` (the evidence names the principal);
+    - anything else (`SignatureDoesNotMatch`: the key id exists but the secret given is not its secret;
+      `ExpiredToken`; 5xx; a timeout) → `revoked-unverified`.
+
+    The leaked secret key is used to sign in memory and scrubbed from the journal and errors.
+    """
+    creds = leaked if isinstance(leaked, AwsCredentials) else parse_secret(leaked)
+    body = urlencode({"Action": "GetCallerIdentity", "Version": STS_VERSION}).encode()
+    try:
+        r = await aws.send("sts", body, {"Content-Type": _FORM}, idempotent=True, creds=creds)
+    except ConnectorError as e:
+        return Verdict(REVOKED_UNVERIFIED, f"GetCallerIdentity with {creds.access_key_id} failed, nothing proven: {e}",
+                       http_status=e.status)
+    key = creds.access_key_id
+    if r.status == 200:
+        root = _parse_xml(r.body)
+        arn = _text(root.find("GetCallerIdentityResult") if root is not None else None, "Arn")
+        if not arn:
+            return Verdict(REVOKED_UNVERIFIED, f"GetCallerIdentity with {key} answered 200 without an Arn",
+                           http_status=200)
+        return Verdict(STILL_LIVE, f"GetCallerIdentity with {key} accepted: {arn}", http_status=200)
+    if r.status in (400, 403) and r.code in _KEY_REFUSED:
+        return Verdict(REVOKED_VERIFIED, f"GetCallerIdentity with {key} refused: {r.status} {r.code} "
+                       f"({r.message or 'no message'})", http_status=r.status)
+    return Verdict(REVOKED_UNVERIFIED, f"GetCallerIdentity with {key} answered {r.status} "
+                   f"{r.code or 'without an error code'}; nothing proven", http_status=r.status)
+
+
+# ---------------------------------------------------------------------------------------------- pull
+#
+# CloudTrail `LookupEvents` lists management events newest first, paged by `NextToken`. A pull covers a time
+# window [start, end] by walking it backwards, so after page k everything in (lo_k, end] is stored, where lo_k
+# is the oldest event time seen so far, while [start, lo_k] is not yet. The cursor saved with each page says
+# exactly that (JSON, no secret):
+#
+#   {"newest": T}                                a finished window: every event up to T (the newest event
+#                                                stored) is in the case;
+#   {"newest": T, "start": S, "lo": L}           a window walked down to L: (L, …] stored, [S, L] not yet.
+#
+# A pull with such a cursor first finishes [S, L] (when there is one), then reads [T - RESUME_OVERLAP, until].
+# Boundaries are inclusive on both sides and overlap on purpose (events in the same second, late-listed events):
+# anything re-read dedupes by CloudTrail's `eventID`. A first pull reads [since, until] (no `since`: CloudTrail's
+# own 90-day limit).
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if dt.microsecond == 0 else \
+        dt.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _dt(value: str | float | int) -> datetime:
+    text = to_utc_iso(value)
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _event_time(event: Mapping[str, Any]) -> datetime | None:
+    value = event.get("EventTime")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(float(value), UTC)
+    if isinstance(value, str):
+        with contextlib.suppress(TimeError, ValueError, OverflowError):
+            return _dt(value)
+    return None
+
+
+def _record_of(event: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The CloudTrail record of a LookupEvents item: its `CloudTrailEvent` JSON string, parsed; else a record
+    rebuilt from the item's summary fields (eventID, name, source, time, user, key) so nothing is dropped."""
+    raw = event.get("CloudTrailEvent")
+    if isinstance(raw, str) and raw.strip():
+        with contextlib.suppress(ValueError):
+            rec = json.loads(raw)
+            if isinstance(rec, dict):
+                return rec
+    when = _event_time(event)
+    if when is None or not event.get("EventName"):
+        return None
+    rebuilt: dict[str, Any] = {"eventVersion": "1.08", "eventID": event.get("EventId"),
+                               "eventName": event.get("EventName"), "eventSource": event.get("EventSource"),
+                               "eventTime": _iso(when.replace(microsecond=0)),
+                               "readOnly": str(event.get("ReadOnly")).lower() == "true"}
+    ident: dict[str, Any] = {}
+    if event.get("Username"):
+        ident["userName"] = event["Username"]
+    if event.get("AccessKeyId"):
+        ident["accessKeyId"] = event["AccessKeyId"]
+    if ident:
+        rebuilt["userIdentity"] = ident
+    return {k: v for k, v in rebuilt.items() if v is not None}
+
+
+def _load_cursor(text: str | None) -> dict[str, str]:
+    if not text:
+        return {}
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        raise ValueError("the saved CloudTrail cursor is not JSON; drop it to pull from --since again") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("newest", ""), str):
+        raise ValueError("the saved CloudTrail cursor has an unknown shape; drop it to pull from --since again")
+    return {k: str(v) for k, v in obj.items() if k in ("newest", "start", "lo") and v}
+
+
+def _cursor(newest: str | None, start: str | None = None, lo: str | None = None) -> str | None:
+    obj = {k: v for k, v in (("newest", newest), ("start", start), ("lo", lo)) if v}
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True) if obj else None
+
+
+async def pull(settings: ConnectorSettings, secret: str, *, since: str | None, until: str | None,
+               cursors: Mapping[str, str], on_journal: Callable[[JournalEntry], None] | None = None,
+               client_options: Mapping[str, Any] | None = None) -> AsyncIterator[Page]:
+    """CloudTrail management events via `LookupEvents`, one `Page` per vendor page (stream `cloudtrail`, format
+    `aws-cloudtrail`, records = each event's `CloudTrailEvent`, one JSON record per line). See the cursor notes
+    above. `client_options` are `ConnectorClient` options for tests (a transport, retries)."""
+    state = _load_cursor(cursors.get(CLOUDTRAIL_STREAM))
+    newest = state.get("newest")
+    end = _dt(until) if until else None
+    segments: list[tuple[datetime | None, datetime | None]] = []  # (start, end): inclusive
+    if state.get("lo"):
+        segments.append((_dt(state["start"]) if state.get("start") else None, _dt(state["lo"])))
+    if newest:
+        segments.append((_dt(newest) - RESUME_OVERLAP, end))
+    else:
+        segments.append((_dt(since) if since else None, end))
+    async with AwsSession(settings, secret, on_journal=on_journal, **dict(client_options or {})) as aws:
+        ep = aws.endpoint("cloudtrail").url
+        for start, stop in segments:
+            if start is not None and stop is not None and start > stop:
+                continue
+            token: str | None = None
+            lo: datetime | None = None
+            seen: set[str] = set()
+            while True:
+                payload: dict[str, Any] = {"MaxResults": LOOKUP_PAGE_SIZE}
+                if start is not None:
+                    payload["StartTime"] = start.timestamp()
+                if stop is not None:
+                    payload["EndTime"] = stop.timestamp()
+                if token:
+                    payload["NextToken"] = token
+                body = await aws.json_call("cloudtrail", CLOUDTRAIL_TARGET + "LookupEvents", payload)
+                events = body.get("Events") if isinstance(body.get("Events"), list) else []
+                records = []
+                for ev in events or []:
+                    if not isinstance(ev, dict):
+                        continue
+                    rec = _record_of(ev)
+                    if rec is not None:
+                        records.append(rec)
+                    when = _event_time(ev)
+                    if when is not None:
+                        lo = when if lo is None or when < lo else lo
+                        if newest is None or when > _dt(newest):
+                            newest = _iso(when)
+                nxt = body.get("NextToken")
+                token = str(nxt) if isinstance(nxt, str) and nxt else None
+                if token is not None and token in seen:
+                    raise UnexpectedResponseError(f"pagination loop from {settings.name}: LookupEvents sent the same "
+                                                  "NextToken twice", connector=settings.name)
+                if token is not None:
+                    seen.add(token)
+                done = token is None
+                seg_start = _iso(start) if start is not None else None
+                if done:  # the segment is complete: all that is left to say is the newest event stored
+                    cursor = _cursor(newest)
+                elif lo is not None:  # (lo, stop] stored, [start, lo] not yet
+                    cursor = _cursor(newest, seg_start, _iso(lo))
+                elif stop is not None:  # nothing of this segment stored yet
+                    cursor = _cursor(newest, seg_start, _iso(stop))
+                else:
+                    cursor = _cursor(newest)
+                window = f"{_iso(start) if start else '-'}..{_iso(stop) if stop else 'now'}"
+                yield Page.json_lines(CLOUDTRAIL_STREAM, "aws-cloudtrail", records, cursor,
+                                      f"POST {ep} LookupEvents {window}")
+                if done:
+                    break
+
