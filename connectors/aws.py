@@ -70,7 +70,7 @@ from connectors._common import (
     stream_json_items,
     text_reader,
 )
-from connectors.config import ConnectorSettings
+from connectors.config import ConfigError, ConnectorSettings
 from connectors.http import (
     ConnectorClient,
     ConnectorError,
@@ -1207,6 +1207,39 @@ async def probe_access_key(aws: AwsSession, leaked: AwsCredentials | str) -> Ver
                    f"{r.code or 'without an error code'}; nothing proven", http_status=r.status)
 
 
+async def probe_key_status(aws: AwsSession, key_id: str, user_name: str | None = None) -> Verdict:
+    """The key's state as IAM holds it, asked with the connector's own credential (no leaked secret needed).
+
+    `GetAccessKeyLastUsed` names the key's user (unless `user_name` is given); `ListAccessKeys` of that user
+    then gives its `Status`. A key IAM no longer knows (`NoSuchEntity`), one missing from its user's list, or one
+    whose status is `Inactive` (IAM refuses inactive keys) is `revoked-verified`; `Active` is `still-live`;
+    anything else (no permission, 5xx, a timeout) is `revoked-unverified`.
+    """
+    try:
+        user = user_name
+        if user is None:
+            used = await access_key_last_used(aws, key_id)
+            user = str(used.get("UserName") or "") or None
+        keys = await list_access_keys(aws, user)
+    except NotFoundError as e:
+        return Verdict(REVOKED_VERIFIED, f"IAM no longer knows {key_id}: {e}", http_status=e.status)
+    except ConnectorError as e:
+        return Verdict(REVOKED_UNVERIFIED, f"reading {key_id}'s status failed, nothing proven: {e}",
+                       http_status=e.status)
+    meta = next((k for k in keys if k.get("AccessKeyId") == key_id), None)
+    owner = f"user {user}" if user else "the caller"
+    if meta is None:
+        return Verdict(REVOKED_VERIFIED, f"ListAccessKeys of {owner} no longer lists {key_id}", http_status=200)
+    status = meta.get("Status")
+    if status == "Inactive":
+        return Verdict(REVOKED_VERIFIED, f"ListAccessKeys of {owner}: {key_id} is Inactive (IAM refuses it)",
+                       http_status=200)
+    if status == "Active":
+        return Verdict(STILL_LIVE, f"ListAccessKeys of {owner}: {key_id} is Active", http_status=200)
+    return Verdict(REVOKED_UNVERIFIED, f"ListAccessKeys of {owner}: {key_id} has status {status!r}",
+                   http_status=200)
+
+
 # ---------------------------------------------------------------------------------------------- pull
 #
 # CloudTrail `LookupEvents` lists management events newest first, paged by `NextToken`. A pull covers a time
@@ -1287,13 +1320,35 @@ def _cursor(newest: str | None, start: str | None = None, lo: str | None = None)
     return json.dumps(obj, separators=(",", ":"), sort_keys=True) if obj else None
 
 
+#: LookupEvents' lookup attribute keys (CloudTrail API Reference, `LookupAttribute`); it takes at most one.
+LOOKUP_ATTRIBUTES = ("AccessKeyId", "EventId", "EventName", "EventSource", "ReadOnly", "ResourceName",
+                     "ResourceType", "Username")
+
+
+def _lookup_attribute(filters: Mapping[str, str] | None) -> tuple[str, dict[str, str] | None]:
+    """(stream name, the LookupAttribute) for `--filter NAME=VALUE`; one filter at most."""
+    if not filters:
+        return CLOUDTRAIL_STREAM, None
+    if len(filters) > 1:
+        raise ConfigError("CloudTrail LookupEvents takes one --filter at a time (e.g. AccessKeyId=AKIA…)")
+    ((name, value),) = filters.items()
+    key = next((k for k in LOOKUP_ATTRIBUTES if k.lower() == name.lower()), None)
+    if key is None:
+        raise ConfigError(f"--filter {name}: CloudTrail filters by one of {', '.join(LOOKUP_ATTRIBUTES)}")
+    return f"{CLOUDTRAIL_STREAM}:{key}={value}", {"AttributeKey": key, "AttributeValue": value}
+
+
 async def pull(settings: ConnectorSettings, secret: str, *, since: str | None, until: str | None,
                cursors: Mapping[str, str], on_journal: Callable[[JournalEntry], None] | None = None,
-               client_options: Mapping[str, Any] | None = None) -> AsyncIterator[Page]:
+               client_options: Mapping[str, Any] | None = None,
+               filters: Mapping[str, str] | None = None) -> AsyncIterator[Page]:
     """CloudTrail management events via `LookupEvents`, one `Page` per vendor page (stream `cloudtrail`, format
     `aws-cloudtrail`, records = each event's `CloudTrailEvent`, one JSON record per line). See the cursor notes
-    above. `client_options` are `ConnectorClient` options for tests (a transport, retries)."""
-    state = _load_cursor(cursors.get(CLOUDTRAIL_STREAM))
+    above. `filters`: at most one of LOOKUP_ATTRIBUTES (`AccessKeyId=AKIA…` for a leaked key's calls); a
+    filtered pull is its own stream (`cloudtrail:AccessKeyId=AKIA…`) with its own cursor. `client_options` are
+    `ConnectorClient` options for tests (a transport, retries)."""
+    stream, attribute = _lookup_attribute(filters)
+    state = _load_cursor(cursors.get(stream))
     newest = state.get("newest")
     end = _dt(until) if until else None
     segments: list[tuple[datetime | None, datetime | None]] = []  # (start, end): inclusive
@@ -1313,6 +1368,8 @@ async def pull(settings: ConnectorSettings, secret: str, *, since: str | None, u
             seen: set[str] = set()
             while True:
                 payload: dict[str, Any] = {"MaxResults": LOOKUP_PAGE_SIZE}
+                if attribute is not None:
+                    payload["LookupAttributes"] = [attribute]
                 if start is not None:
                     payload["StartTime"] = start.timestamp()
                 if stop is not None:
@@ -1351,8 +1408,9 @@ async def pull(settings: ConnectorSettings, secret: str, *, since: str | None, u
                 else:
                     cursor = _cursor(newest)
                 window = f"{_iso(start) if start else '-'}..{_iso(stop) if stop else 'now'}"
-                yield Page.json_lines(CLOUDTRAIL_STREAM, "aws-cloudtrail", records, cursor,
-                                      f"POST {ep} LookupEvents {window}")
+                yield Page.json_lines(stream, "aws-cloudtrail", records, cursor,
+                                      f"POST {ep} LookupEvents {window}"
+                                      + (f" {attribute['AttributeKey']}={attribute['AttributeValue']}" if attribute else ""))
                 if done:
                     break
 

@@ -18,6 +18,11 @@ stored page and a page fetched twice adds nothing. The cursor is opaque to every
 must not contain a secret (Okta's `after` value, a timestamp, an event id are fine).
 
 `endpoint` names what was asked (method, path and non-secret query) for the case's `sources` table.
+
+A module whose API can narrow a pull (CloudTrail by access key id, a System Log filter) also accepts
+`filters: Mapping[str, str]` (`stanch pull --filter NAME=VALUE`), documents the names it takes, rejects
+others with a `ConfigError`, and names its streams after the filter (`cloudtrail:AccessKeyId=AKIA…`) so a
+filtered pull keeps its own cursor. A module without `filters` is refused a filtered pull.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import inspect
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -103,9 +109,20 @@ class PullSummary:
 ProgressFn = Callable[[PullSummary], None]
 
 
+def parse_filters(items: list[str] | None) -> dict[str, str]:
+    """`NAME=VALUE` strings (the CLI's `--filter`) as a dict; raises ConfigError naming a bad one."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ConfigError(f"--filter {item!r}: expected NAME=VALUE (e.g. AccessKeyId=AKIA…)")
+        out[name.strip()] = value.strip()
+    return out
+
+
 def run_pull(case: Case, settings: ConnectorSettings, secret: str, *, since: str | None = None,
              until: str | None = None, reset: bool = False, progress: ProgressFn | None = None,
-             **hook_options: Any) -> PullSummary:
+             filters: Mapping[str, str] | None = None, **hook_options: Any) -> PullSummary:
     """Pull from one connector into `case`, page by page, resuming from the saved cursors.
 
     Each page is stored (through the parser its module names) before its cursor is saved, so an
@@ -117,6 +134,10 @@ def run_pull(case: Case, settings: ConnectorSettings, secret: str, *, since: str
     if hook is None:
         raise ConfigError(f"connector {settings.name}: kind {settings.kind} cannot pull yet; kinds that can: "
                           f"{', '.join(can_pull()) or 'none'}")
+    if filters:
+        if "filters" not in inspect.signature(hook).parameters:
+            raise ConfigError(f"connector {settings.name}: kind {settings.kind} takes no --filter")
+        hook_options["filters"] = dict(filters)
     started = time.perf_counter()
     summary = PullSummary(settings.name, settings.kind)
     if reset:

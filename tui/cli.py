@@ -447,10 +447,11 @@ def cmd_pull(args: argparse.Namespace) -> int:
     import connectors  # noqa: F401  (registers the parsers)
     from connectors.config import ConfigError, check_env_name, load, secret_for
     from connectors.http import ConnectorError
-    from connectors.pull import PullSummary, run_pull
+    from connectors.pull import PullSummary, parse_filters, run_pull
 
     since, until = _when(args.since, "--since"), _when(args.until, "--until")
     try:
+        filters = parse_filters(args.filter)
         if args.secret_env:
             check_env_name(args.secret_env)
         settings = load(args.connector)
@@ -472,9 +473,10 @@ def cmd_pull(args: argparse.Namespace) -> int:
                         bar.update(task, pages=s.pages, n=s.events_seen)
 
                     summary = run_pull(case, settings, secret, since=since, until=until, reset=args.reset,
-                                       progress=progress)
+                                       progress=progress, filters=filters)
             else:
-                summary = run_pull(case, settings, secret, since=since, until=until, reset=args.reset)
+                summary = run_pull(case, settings, secret, since=since, until=until, reset=args.reset,
+                                   filters=filters)
         except (ConfigError, ConnectorError) as e:
             raise UserError(f"{e}; pages stored before this stay in {args.case}, and the next pull resumes "
                             "after them") from None
@@ -527,6 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--since", metavar="T", help="start here on a first pull (ISO 8601 or relative: 24h, 7d)")
     sp.add_argument("--until", metavar="T", help="stop here")
     sp.add_argument("--reset", action="store_true", help="forget the saved cursor and start again from --since")
+    sp.add_argument("--filter", action="append", metavar="NAME=VALUE",
+                    help="narrow the pull where the vendor can (aws: AccessKeyId=AKIA…); a filtered pull keeps "
+                         "its own cursor; repeatable")
     sp.add_argument("--secret-env", metavar="VAR", help="read the secret from $VAR for this run only")
     sp.add_argument("--json", action="store_true")
     sp = add("info", cmd_info, "summarise a case: counts, sources, window")

@@ -408,3 +408,85 @@ def test_xml_with_a_dtd_is_refused_not_expanded() -> None:
     ok = b'<R xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Arn>arn:aws:iam::123456789012:user/x</Arn></R>'
     root = aws._parse_xml(ok)
     assert root is not None and root.findtext("Arn") == "arn:aws:iam::123456789012:user/x"
+
+
+# ---------------------------------------------------------------- status probe (moto) and what moto cannot show
+
+
+def test_status_probe_reads_iam_with_the_connector_credential(moto: Moto) -> None:
+    moto.create_user("status-bot")
+    leaked = moto.create_key("status-bot")
+    key = leaked.access_key_id
+
+    async def main() -> list[aws.Verdict]:
+        async with moto.session() as s:
+            out = [await aws.probe_key_status(s, key)]
+            await aws.deactivate_access_key(s, key)
+            out.append(await aws.probe_key_status(s, key))
+            await aws.delete_access_key(s, key)
+            out.append(await aws.probe_key_status(s, key, user_name="status-bot"))
+            out.append(await aws.probe_key_status(s, key))
+            return out
+
+    live, inactive, gone, unknown = run(main())
+    assert live.status == "still-live" and "Active" in live.evidence
+    assert inactive.status == "revoked-verified" and "Inactive" in inactive.evidence
+    assert gone.status == "revoked-verified" and "no longer lists" in gone.evidence
+    assert unknown.status == "revoked-verified" and unknown.http_status == 404
+
+
+# Responses built from the AWS API reference, for what moto does not implement:
+# - AWS STS API Reference, "Common Errors": InvalidClientTokenId, HTTP 403 ("The X.509 certificate or AWS access
+#   key ID provided does not exist in our records"), in the query-protocol <ErrorResponse> envelope
+#   (AWS STS API Reference, GetCallerIdentity, "Errors"); IAM refuses an Inactive key this way.
+# - AWS CloudTrail API Reference, LookupEvents: request `LookupAttributes` (at most one `LookupAttribute`,
+#   `AttributeKey` AccessKeyId), response `Events[]` with `CloudTrailEvent` and `NextToken`.
+STS_INVALID_CLIENT_TOKEN = (
+    b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+    b"<Code>InvalidClientTokenId</Code><Message>The security token included in the request is invalid.</Message>"
+    b"</Error><RequestId>4fc0b3e1-1c4c-4a55-9c3b-000000000001</RequestId></ErrorResponse>")
+
+
+def test_an_inactive_key_refused_by_sts_is_revoked_verified() -> None:
+    def sts(request: httpx.Request) -> httpx.Response:
+        assert b"Action=GetCallerIdentity" in request.content
+        assert request.headers["authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={LEAKED_KEY}/")
+        return httpx.Response(403, content=STS_INVALID_CLIENT_TOKEN, headers={"Content-Type": "text/xml"})
+
+    async def main() -> aws.Verdict:
+        async with aws.AwsSession(fake_settings(), SECRET, transport=httpx.MockTransport(sts), max_retries=0) as s:
+            return await aws.probe_access_key(s, aws.AwsCredentials(LEAKED_KEY, "exampleLeakedSecret0000000000000000000000"))
+
+    verdict = run(main())
+    assert verdict.status == "revoked-verified" and verdict.http_status == 403
+    assert "InvalidClientTokenId" in verdict.evidence and "exampleLeakedSecret" not in verdict.evidence
+
+
+def test_pull_filtered_by_access_key_id_sends_the_lookup_attribute_and_keeps_its_own_cursor(tmp_path: Path) -> None:
+    from casefile import live
+    from casefile.case import create_case
+    from connectors.pull import run_pull
+
+    records = [ct_record(i, T0 + timedelta(minutes=i)) for i in range(3)]
+    fake = FakeCloudTrail(records)
+
+    with create_case(tmp_path / "c.stanch") as case:
+        summary = run_pull(case, fake_settings(), SECRET, filters={"accesskeyid": LEAKED_KEY},
+                           client_options={"transport": httpx.MockTransport(fake), "max_retries": 0})
+        assert summary.events_added == 3
+        assert all(r["LookupAttributes"] == [{"AttributeKey": "AccessKeyId", "AttributeValue": LEAKED_KEY}]
+                   for r in fake.requests)
+        assert list(live.cursors(case, "ct-fake")) == [f"cloudtrail:AccessKeyId={LEAKED_KEY}"]
+    with pytest.raises(Exception, match="one --filter at a time"):
+        pull_pages_filtered(fake, {"AccessKeyId": LEAKED_KEY, "Username": "leaky-bot"})
+    with pytest.raises(Exception, match="CloudTrail filters by one of"):
+        pull_pages_filtered(fake, {"SourceIp": "203.0.113.50"})
+
+
+def pull_pages_filtered(fake: FakeCloudTrail, filters: dict[str, str]) -> list[Page]:
+    async def main() -> list[Page]:
+        return [p async for p in aws.pull(fake_settings(), SECRET, since=None, until=None, cursors={},
+                                          client_options={"transport": httpx.MockTransport(fake)},
+                                          filters=filters)]
+
+    return run(main())
