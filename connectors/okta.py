@@ -1,4 +1,4 @@
-"""okta connector (parsers registered on import).
+"""okta connector: parsers (registered on import), then the live pull, verbs and probes (section "live" below).
 
 Format `okta-system-log`: Okta System Log `LogEvent` objects (reference: connectors.md §1.2), in either shape
 
@@ -652,3 +652,462 @@ register(
         splittable=None,
     )
 )
+
+
+# ================================================================================================ live
+#
+# Okta, live: the System Log pull, API-token / OAuth-token / grant inventory, containment verbs and probes,
+# all through `ConnectorClient` (connectors/http.py: retries, `X-Rate-Limit-*`, Link pager, redacted journal).
+#
+# Paths and parameters are Okta's management OpenAPI (okta-management-openapi-spec, release 2026.06.3); the
+# tests run every call below against that document served by Prism (tests/connectors/test_okta_live.py).
+#
+# Auth: the connector secret is an Okta API token, sent as `Authorization: SSWS <token>` (spec
+# `securitySchemes.apiToken`). Build the client with `client_for`.
+#
+# Verbs. Each destructive verb first GETs what it is about to change and hands it to `act.take(snapshot, what,
+# target, body)` (a snapshot that cannot be stored stops the act), then sends the act and returns
+# `{"snapshot": body, "status_code": <Okta's answer>}`. DELETEs are retried by the client (DELETE is
+# idempotent); the lifecycle POSTs are not.
+#
+# | verb                    | request                                                       | undo                  |
+# |-------------------------|---------------------------------------------------------------|-----------------------|
+# | `revoke_api_token`      | DELETE /api/v1/api-tokens/{apiTokenId}                        | none (mint a new one) |
+# | `revoke_app_token`      | DELETE /api/v1/apps/{appId}/tokens/{tokenId}                  | none                  |
+# | `revoke_app_tokens`     | DELETE /api/v1/apps/{appId}/tokens (every refresh token)      | none                  |
+# | `revoke_user_grant`     | DELETE /api/v1/users/{userId}/grants/{grantId}                | none (user consents)  |
+# | `revoke_user_grants`    | DELETE /api/v1/users/{userId}/grants                          | none                  |
+# | `clear_user_sessions`   | DELETE /api/v1/users/{userId}/sessions?oauthTokens=true&...   | none (user signs in)  |
+# | `deactivate_app`        | POST /api/v1/apps/{appId}/lifecycle/deactivate                | `activate_app`        |
+#
+# Probes (ARCHITECTURE §4: only positive evidence of death counts):
+#
+# - `probe_api_token`: GET /api/v1/api-tokens/{id} (metadata of an *active* token). 404 = `revoked-verified`;
+#   200 for that id = `still-live`; anything else (403, 429, 5xx, a timeout) = `revoked-unverified`.
+# - `probe_app_token`: GET /api/v1/apps/{appId}/tokens/{tokenId}. 404 while the app itself answers 200, or 200
+#   with `status: REVOKED` = `revoked-verified`; 200 `ACTIVE` = `still-live`; anything else unverified.
+# - A raw OAuth token the responder holds is probed by introspection: `connectors.oauth.probe` against the
+#   authorization server's `/oauth2/{authorizationServerId}/v1/introspect` (oauth connector); not repeated here.
+
+import asyncio  # noqa: E402
+from collections.abc import AsyncIterator, Callable, Mapping  # noqa: E402
+
+import httpx  # noqa: E402
+
+from connectors.act import SnapshotFn, take  # noqa: E402
+from connectors.config import ConnectorSettings  # noqa: E402
+from connectors.http import ConnectorClient, ConnectorError, JournalEntry, UnexpectedResponseError  # noqa: E402
+from connectors.pull import Page  # noqa: E402
+from connectors.verdict import REVOKED_UNVERIFIED, REVOKED_VERIFIED, STILL_LIVE, Verdict  # noqa: E402
+
+#: The pull's one stream and the parser its pages go through (the same as an exported System Log).
+LOG_STREAM = "system-log"
+LOG_FORMAT = "okta-system-log"
+#: `GET /api/v1/logs` `limit`: the spec says "Integer between 0 and 1000" (default 100).
+LOG_PAGE_LIMIT = 1000
+#: `limit` of the token and grant listings (spec `queryLimit`, listUserGrants: 1..200, default 20).
+LIST_LIMIT = 200
+#: Cursor prefixes (the cursor is opaque outside this module and never holds a secret).
+_AFTER, _SINCE = "after:", "since:"
+# An Okta object id as it goes into a path: Okta ids are alphanumeric (`00T…`, `0oa…`, `oar…`); `me` too.
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+
+
+def client_for(settings: ConnectorSettings, secret: str, **kwargs: Any) -> ConnectorClient:
+    """A `ConnectorClient` for an `okta` connector: the API token goes as `Authorization: SSWS <token>`.
+
+    `settings.url` is the org URL (`https://acme.okta.com`). `kwargs` are `ConnectorClient` options that
+    override those taken from the settings (tests pass `transport`, `sleep`, `clock`, `headers`)."""
+    cert = (settings.client_cert, settings.client_key or settings.client_cert) if settings.client_cert else None
+    options: dict[str, Any] = {
+        "timeout": (settings.connect_timeout, settings.read_timeout), "verify": settings.ca_bundle or True,
+        "cert": cert, "concurrency": settings.concurrency, "rate_limit_per_s": settings.rate_limit,
+        "headers": {"Accept": "application/json"},
+    }
+    options.update(kwargs)
+    token = secret.strip()
+    if token[:5].lower() == "ssws ":  # pasted with its scheme
+        token = token[5:].strip()
+    return ConnectorClient(settings.name, settings.url, auth_header=lambda: {"Authorization": f"SSWS {token}"},
+                           **options)
+
+
+def _oid(value: str, what: str) -> str:
+    text = str(value).strip()
+    if not _ID_RE.fullmatch(text):
+        raise ValueError(f"{what} {value!r} is not an Okta id (letters, digits, '_', '-', '.')")
+    return text
+
+
+def _obj(client: ConnectorClient, response: httpx.Response) -> dict[str, Any]:
+    body = client._json(response)
+    if not isinstance(body, dict):
+        req = response.request
+        raise UnexpectedResponseError(
+            f"{response.status_code} from {client.name}: {req.method} {req.url.path} is not a JSON object; "
+            "check that the base URL is the Okta org URL", connector=client.name, status=response.status_code,
+            method=req.method, path=req.url.path)
+    return body
+
+
+async def _get_obj(client: ConnectorClient, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return _obj(client, await client.request("GET", path, params=params))
+
+
+async def _list(client: ConnectorClient, path: str, params: Mapping[str, Any] | None = None) -> list[Any]:
+    return [item async for item in client.paginate_link(path, params=params)]
+
+
+def _errsum(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    code, summary = body.get("errorCode"), body.get("errorSummary")
+    text = " ".join(str(x) for x in (code, summary) if isinstance(x, str) and x)
+    return " ".join(text.split())[:160]
+
+
+# ------------------------------------------------------------------------------------------- whoami
+
+
+async def me(client: ConnectorClient) -> dict[str, Any]:
+    """`GET /api/v1/users/me`: the user the API token belongs to (id, login, status)."""
+    user = await _get_obj(client, "/api/v1/users/me")
+    profile = user.get("profile")
+    profile = profile if isinstance(profile, dict) else {}
+    return {"id": user.get("id"), "login": profile.get("login"), "status": user.get("status")}
+
+
+def whoami(settings: ConnectorSettings, secret: str) -> dict[str, Any]:
+    """`stanch connector test` hook: who the API token acts as (never the token itself)."""
+
+    async def ask() -> dict[str, Any]:
+        async with client_for(settings, secret) as client:
+            return await me(client)
+
+    return asyncio.run(ask())
+
+
+# ------------------------------------------------------------------------------------------- System Log
+
+
+def _log_cursor(response: httpx.Response, events: list[Any]) -> str | None:
+    """Where the next pull resumes after this (non-empty) page: the `after` of its next link, else (a bounded
+    query's last page) the last event's `published`, resent as `since` (a repeat of that instant dedupes)."""
+    nxt = response.links.get("next", {}).get("url")
+    if nxt:
+        after = httpx.URL(nxt).params.get("after")
+        if after:
+            return _AFTER + after
+    for ev in reversed(events):
+        published = ev.get("published") if isinstance(ev, dict) else None
+        if isinstance(published, str) and published:
+            return _SINCE + published
+    return None
+
+
+def _log_query(since: str | None, until: str | None, cursor: str | None) -> dict[str, Any]:
+    query: dict[str, Any] = {"limit": LOG_PAGE_LIMIT, "sortOrder": "ASCENDING"}
+    if cursor and cursor.startswith(_AFTER) and len(cursor) > len(_AFTER):
+        query["after"] = cursor[len(_AFTER):]  # Okta: `after` cannot be combined with `since`
+    elif cursor and cursor.startswith(_SINCE) and len(cursor) > len(_SINCE):
+        query["since"] = cursor[len(_SINCE):]
+    elif since:
+        query["since"] = since
+    if until:
+        query["until"] = until
+    return query
+
+
+async def pull_logs(client: ConnectorClient, *, since: str | None, until: str | None,
+                    cursor: str | None = None, max_pages: int | None = None) -> AsyncIterator[Page]:
+    """The System Log as `Page`s: `GET /api/v1/logs?limit=1000&sortOrder=ASCENDING` from `cursor` (else
+    `since`), bounded by `until`, following `Link: rel="next"` verbatim.
+
+    Without `until` this is Okta's polling mode: every page, even an empty one, carries a next link, and an
+    empty page means "caught up", so the pull stops there. With `until` (bounded mode) the last page has no
+    next link. Empty pages are not yielded, so the stored cursor stays that of the last non-empty page.
+    """
+    url: str | httpx.URL = "/api/v1/logs"
+    params: Mapping[str, Any] | None = _log_query(since, until, cursor)
+    seen: set[str] = set()
+    pages = 0
+    while True:
+        response = await client.request("GET", url, params=params)
+        body = client._json(response)
+        if not isinstance(body, list):
+            raise UnexpectedResponseError(
+                f"{response.status_code} from {client.name}: GET /api/v1/logs is not a JSON array; check that "
+                "the base URL is the Okta org URL", connector=client.name, status=response.status_code,
+                method="GET", path="/api/v1/logs")
+        if not body:
+            return  # caught up
+        req = response.request.url
+        endpoint = f"GET {req.path}?{req.query.decode()}" if req.query else f"GET {req.path}"
+        yield Page.json_lines(LOG_STREAM, LOG_FORMAT, body, _log_cursor(response, body), endpoint)
+        pages += 1
+        nxt = response.links.get("next", {}).get("url")
+        if not nxt or (max_pages is not None and pages >= max_pages):
+            return
+        url, params = client._next_url(response, nxt, seen), None
+
+
+async def pull(settings: ConnectorSettings, secret: str, *, since: str | None, until: str | None,
+               cursors: Mapping[str, str],
+               on_journal: Callable[[JournalEntry], None] | None = None) -> AsyncIterator[Page]:
+    """connectors/pull.py hook: the System Log (stream `system-log`, format `okta-system-log`), one `Page` per
+    Okta page, resuming from `cursors["system-log"]` when present."""
+    async with client_for(settings, secret, on_journal=on_journal) as client:
+        async for page in pull_logs(client, since=since, until=until, cursor=cursors.get(LOG_STREAM)):
+            yield page
+
+
+# ------------------------------------------------------------------------------------------- API tokens
+
+
+async def list_api_tokens(client: ConnectorClient) -> list[dict[str, Any]]:
+    """`GET /api/v1/api-tokens`: metadata of every active API token (never the token value)."""
+    return [t for t in await _list(client, "/api/v1/api-tokens") if isinstance(t, dict)]
+
+
+async def get_api_token(client: ConnectorClient, token_id: str) -> dict[str, Any]:
+    """`GET /api/v1/api-tokens/{apiTokenId}`: one active token's metadata."""
+    return await _get_obj(client, f"/api/v1/api-tokens/{_api_token_id(token_id)}")
+
+
+def _api_token_id(token_id: str) -> str:
+    tid = _oid(token_id, "API token id")
+    if tid.lower() == "current":  # DELETE /api/v1/api-tokens/current revokes the responder's own token
+        raise ValueError("API token id 'current' names the responder's own token; give the leaked token's id")
+    return tid
+
+
+async def revoke_api_token(client: ConnectorClient, token_id: str, snapshot: SnapshotFn | None = None
+                           ) -> dict[str, Any]:
+    """Revoke API token `token_id` (`DELETE /api/v1/api-tokens/{apiTokenId}`, 204). Snapshot first
+    (`okta.api_token`). No undo. Follow with `probe_api_token`."""
+    tid = _api_token_id(token_id)
+    body = await get_api_token(client, tid)
+    take(snapshot, "okta.api_token", tid, body)
+    r = await client.request("DELETE", f"/api/v1/api-tokens/{tid}")
+    return {"snapshot": body, "status_code": r.status_code}
+
+
+# ------------------------------------------------------------------------------------------- app tokens
+
+
+async def list_app_tokens(client: ConnectorClient, app_id: str, *, expand_scope: bool = False
+                          ) -> list[dict[str, Any]]:
+    """`GET /api/v1/apps/{appId}/tokens`: every refresh token of the app, all pages (`limit=200`)."""
+    params: dict[str, Any] = {"limit": LIST_LIMIT}
+    if expand_scope:
+        params["expand"] = "scope"
+    items = await _list(client, f"/api/v1/apps/{_oid(app_id, 'app id')}/tokens", params)
+    return [t for t in items if isinstance(t, dict)]
+
+
+async def get_app_token(client: ConnectorClient, app_id: str, token_id: str) -> dict[str, Any]:
+    """`GET /api/v1/apps/{appId}/tokens/{tokenId}`: one refresh token (`OAuth2RefreshToken`)."""
+    return await _get_obj(client, f"/api/v1/apps/{_oid(app_id, 'app id')}/tokens/{_oid(token_id, 'token id')}")
+
+
+async def revoke_app_token(client: ConnectorClient, app_id: str, token_id: str,
+                           snapshot: SnapshotFn | None = None) -> dict[str, Any]:
+    """Revoke one refresh token of an app (`DELETE /api/v1/apps/{appId}/tokens/{tokenId}`, 204). Snapshot
+    first (`okta.app_token`). No undo. Follow with `probe_app_token`."""
+    aid, tid = _oid(app_id, "app id"), _oid(token_id, "token id")
+    body = await get_app_token(client, aid, tid)
+    take(snapshot, "okta.app_token", tid, body)
+    r = await client.request("DELETE", f"/api/v1/apps/{aid}/tokens/{tid}")
+    return {"snapshot": body, "status_code": r.status_code}
+
+
+async def revoke_app_tokens(client: ConnectorClient, app_id: str, snapshot: SnapshotFn | None = None
+                            ) -> dict[str, Any]:
+    """Revoke every refresh token of an app, and the access tokens minted from them
+    (`DELETE /api/v1/apps/{appId}/tokens`, 204). Snapshot first: the token list (`okta.app_tokens`)."""
+    aid = _oid(app_id, "app id")
+    body = await list_app_tokens(client, aid)
+    take(snapshot, "okta.app_tokens", aid, body)
+    r = await client.request("DELETE", f"/api/v1/apps/{aid}/tokens")
+    return {"snapshot": body, "status_code": r.status_code}
+
+
+# ------------------------------------------------------------------------------------------- user grants
+
+
+async def list_user_grants(client: ConnectorClient, user_id: str, *, scope_id: str | None = None,
+                           expand_scope: bool = False) -> list[dict[str, Any]]:
+    """`GET /api/v1/users/{userId}/grants`: the user's consent grants, all pages (`limit=200`)."""
+    params: dict[str, Any] = {"limit": LIST_LIMIT}
+    if scope_id:
+        params["scopeId"] = scope_id
+    if expand_scope:
+        params["expand"] = "scope"
+    items = await _list(client, f"/api/v1/users/{_oid(user_id, 'user id')}/grants", params)
+    return [g for g in items if isinstance(g, dict)]
+
+
+async def get_user_grant(client: ConnectorClient, user_id: str, grant_id: str) -> dict[str, Any]:
+    """`GET /api/v1/users/{userId}/grants/{grantId}`."""
+    return await _get_obj(client, f"/api/v1/users/{_oid(user_id, 'user id')}/grants/{_oid(grant_id, 'grant id')}")
+
+
+async def revoke_user_grant(client: ConnectorClient, user_id: str, grant_id: str,
+                            snapshot: SnapshotFn | None = None) -> dict[str, Any]:
+    """Revoke one grant (`DELETE /api/v1/users/{userId}/grants/{grantId}`, 204). Snapshot first
+    (`okta.user_grant`)."""
+    uid, gid = _oid(user_id, "user id"), _oid(grant_id, "grant id")
+    body = await get_user_grant(client, uid, gid)
+    take(snapshot, "okta.user_grant", gid, body)
+    r = await client.request("DELETE", f"/api/v1/users/{uid}/grants/{gid}")
+    return {"snapshot": body, "status_code": r.status_code}
+
+
+async def revoke_user_grants(client: ConnectorClient, user_id: str, snapshot: SnapshotFn | None = None
+                             ) -> dict[str, Any]:
+    """Revoke every grant of a user (`DELETE /api/v1/users/{userId}/grants`, 204). Snapshot first: the grant
+    list (`okta.user_grants`)."""
+    uid = _oid(user_id, "user id")
+    body = await list_user_grants(client, uid)
+    take(snapshot, "okta.user_grants", uid, body)
+    r = await client.request("DELETE", f"/api/v1/users/{uid}/grants")
+    return {"snapshot": body, "status_code": r.status_code}
+
+
+# ------------------------------------------------------------------------------------------- sessions
+
+
+async def clear_user_sessions(client: ConnectorClient, user_id: str, *, oauth_tokens: bool = True,
+                              forget_devices: bool = False, snapshot: SnapshotFn | None = None
+                              ) -> dict[str, Any]:
+    """End every Okta session of a user and, with `oauth_tokens` (default), revoke the OIDC/OAuth access and
+    refresh tokens issued to them: `DELETE /api/v1/users/{userId}/sessions?oauthTokens=true&forgetDevices=false`
+    (204). `forgetDevices` is sent explicitly because the spec defaults it to true (Identity Engine).
+
+    Okta has no listing of a user's sessions, so the snapshot (`okta.user_sessions`) is the user
+    (`GET /api/v1/users/{userId}`) and the OAuth clients holding their tokens or grants
+    (`GET /api/v1/users/{userId}/clients`). No undo: the user signs in again.
+    """
+    uid = _oid(user_id, "user id")
+    user = await _get_obj(client, f"/api/v1/users/{uid}")
+    clients = await _list(client, f"/api/v1/users/{uid}/clients")
+    body = {"user": user, "clients": clients}
+    take(snapshot, "okta.user_sessions", uid, body)
+    params = {"oauthTokens": "true" if oauth_tokens else "false",
+              "forgetDevices": "true" if forget_devices else "false"}
+    r = await client.request("DELETE", f"/api/v1/users/{uid}/sessions", params=params)
+    return {"snapshot": body, "status_code": r.status_code}
+
+
+# ------------------------------------------------------------------------------------------- apps
+
+
+async def get_app(client: ConnectorClient, app_id: str) -> dict[str, Any]:
+    """`GET /api/v1/apps/{appId}`: the application (what a deactivation changes)."""
+    return await _get_obj(client, f"/api/v1/apps/{_oid(app_id, 'app id')}")
+
+
+async def deactivate_app(client: ConnectorClient, app_id: str, snapshot: SnapshotFn | None = None
+                         ) -> dict[str, Any]:
+    """Deactivate an app (`POST /api/v1/apps/{appId}/lifecycle/deactivate`, 200): no sign-in, no new tokens.
+    Reversible: undo with `activate_app`. Deactivation also removes group-based app assignments (Okta
+    reconciles them), which activation does not restore on its own: the snapshot keeps the app as it was
+    (`okta.app`). Not retried automatically."""
+    aid = _oid(app_id, "app id")
+    body = await get_app(client, aid)
+    take(snapshot, "okta.app", aid, body)
+    r = await client.request("POST", f"/api/v1/apps/{aid}/lifecycle/deactivate")
+    return {"snapshot": body, "status_code": r.status_code}
+
+
+async def activate_app(client: ConnectorClient, app_id: str, snapshot: SnapshotFn | None = None
+                       ) -> dict[str, Any]:
+    """The undo of `deactivate_app`: `POST /api/v1/apps/{appId}/lifecycle/activate` (200). Snapshots the app
+    first too (`okta.app`), since it changes state."""
+    aid = _oid(app_id, "app id")
+    body = await get_app(client, aid)
+    take(snapshot, "okta.app", aid, body)
+    r = await client.request("POST", f"/api/v1/apps/{aid}/lifecycle/activate")
+    return {"snapshot": body, "status_code": r.status_code}
+
+
+# ------------------------------------------------------------------------------------------- probes
+
+
+async def _answer(client: ConnectorClient, path: str, what: str) -> tuple[httpx.Response | None, Verdict | None]:
+    try:
+        return await client.request("GET", path, accept_status=(404,)), None
+    except ConnectorError as e:
+        return None, Verdict(REVOKED_UNVERIFIED, f"{what} failed, nothing proven: {e}", http_status=e.status)
+
+
+async def probe_api_token(client: ConnectorClient, token_id: str) -> Verdict:
+    """Is API token `token_id` gone? Okta's 404 on `GET /api/v1/api-tokens/{id}` (which lists active tokens
+    only) proves it; 200 for that id is `still-live`; anything else proves nothing."""
+    tid = _api_token_id(token_id)
+    what = f"GET /api/v1/api-tokens/{tid}"
+    r, failed = await _answer(client, f"/api/v1/api-tokens/{tid}", what)
+    if failed is not None or r is None:
+        return failed or Verdict(REVOKED_UNVERIFIED, f"{what} gave no answer")
+    if r.status_code == 404:
+        return Verdict(REVOKED_VERIFIED, f"{what} refused: 404 {_errsum(r) or 'not found'} (no active API token "
+                       "with that id)", http_status=404)
+    try:
+        body = _obj(client, r)
+    except ConnectorError as e:
+        return Verdict(REVOKED_UNVERIFIED, f"{what} answered {r.status_code} without a token: {e}",
+                       http_status=r.status_code)
+    if body.get("id") not in (None, tid):
+        return Verdict(REVOKED_UNVERIFIED, f"{what} answered {r.status_code} for another token",
+                       http_status=r.status_code)
+    return Verdict(STILL_LIVE, f"{what} answered {r.status_code}: active token {body.get('name')!r} of user "
+                   f"{body.get('userId')}, expires {body.get('expiresAt') or '?'}", expires_at=_iso_or_none(
+                       body.get("expiresAt")), http_status=r.status_code)
+
+
+async def probe_app_token(client: ConnectorClient, app_id: str, token_id: str) -> Verdict:
+    """Is refresh token `token_id` of app `app_id` gone? 404 for the token while the app answers 200, or the
+    token reported `REVOKED`, proves it; `ACTIVE` is `still-live`; anything else proves nothing."""
+    aid, tid = _oid(app_id, "app id"), _oid(token_id, "token id")
+    what = f"GET /api/v1/apps/{aid}/tokens/{tid}"
+    r, failed = await _answer(client, f"/api/v1/apps/{aid}/tokens/{tid}", what)
+    if failed is not None or r is None:
+        return failed or Verdict(REVOKED_UNVERIFIED, f"{what} gave no answer")
+    if r.status_code == 404:
+        app, app_failed = await _answer(client, f"/api/v1/apps/{aid}", f"GET /api/v1/apps/{aid}")
+        if app_failed is not None or app is None or app.status_code != 200:
+            why = app_failed.evidence if app_failed else f"the app answered {app.status_code if app else 'nothing'}"
+            return Verdict(REVOKED_UNVERIFIED, f"{what} answered 404, but {why}: check the app id", http_status=404)
+        return Verdict(REVOKED_VERIFIED, f"{what} refused: 404 {_errsum(r) or 'not found'} (the app exists; the "
+                       "token does not)", http_status=404)
+    try:
+        body = _obj(client, r)
+    except ConnectorError as e:
+        return Verdict(REVOKED_UNVERIFIED, f"{what} answered {r.status_code} without a token: {e}",
+                       http_status=r.status_code)
+    status = str(body.get("status") or "").upper()
+    if body.get("id") not in (None, tid):
+        return Verdict(REVOKED_UNVERIFIED, f"{what} answered {r.status_code} for another token",
+                       http_status=r.status_code)
+    expires = _iso_or_none(body.get("expiresAt"))
+    if status == "REVOKED":
+        return Verdict(REVOKED_VERIFIED, f"{what} answered {r.status_code}: status REVOKED", expires_at=expires,
+                       http_status=r.status_code)
+    if status == "ACTIVE":
+        return Verdict(STILL_LIVE, f"{what} answered {r.status_code}: status ACTIVE (client {body.get('clientId')}, "
+                       f"user {body.get('userId')})", expires_at=expires, http_status=r.status_code)
+    return Verdict(REVOKED_UNVERIFIED, f"{what} answered {r.status_code} with status {status or 'missing'}",
+                   expires_at=expires, http_status=r.status_code)
+
+
+def _iso_or_none(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return to_utc_iso(value)
+    except TimeError:
+        return None

@@ -343,15 +343,15 @@ def test_remove_env_connector_needs_no_keyring(cfg_dir):
 
 
 def test_check_without_a_live_hook(cfg_dir, store):
-    config.add_connector(settings(), lambda: "q" * 20)
-    assert config.whoami_hook("okta") is None  # connectors.okta has no whoami yet
+    config.add_connector(settings(name="gws", kind="google", url="https://admin.googleapis.com"), lambda: "q" * 20)
     assert config.whoami_hook("google") is None  # connectors.google has parsers only
     assert config.whoami_hook("oauth") is not None and config.whoami_hook("vault") is not None
-    r = config.check_connector("okta-prod")
+    assert config.whoami_hook("okta") is connectors.okta.whoami
+    r = config.check_connector("gws")
     assert r["ok"] is True and r["whoami"] is None
     assert [(c["check"], c["ok"]) for c in r["checks"]] == [
         ("settings", True), ("files", True), ("secret", True), ("live", None)]
-    assert r["checks"][-1]["detail"] == "no live check for kind okta yet"
+    assert r["checks"][-1]["detail"] == "no live check for kind google yet"
 
 
 def test_check_calls_the_hook_and_scrubs_the_secret(cfg_dir, store, monkeypatch):
