@@ -60,6 +60,8 @@ STANCH_VERSION = _stanch_version()
 #: The fixed user agent of every request stanch sends; ingest matches it to keep stanch's calls out of findings.
 USER_AGENT = f"stanch/{STANCH_VERSION} (+incident-response)"
 #: The header carrying a fresh uuid4 on every request (and every retry), also matched at ingest.
+#: How many recently sent credential values a client keeps for scrubbing error texts.
+_KEEP_SECRETS = 256
 REQUEST_ID_HEADER = "X-Stanch-Request-Id"
 #: Methods retried without the caller's say-so: sending them twice has the effect of sending them once.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "LIST", "PUT", "DELETE"})
@@ -232,7 +234,7 @@ class ConnectorClient:
         self._interval = 1.0 / rate_limit_per_s if rate_limit_per_s else None
         self._next_slot = 0.0
         self._resume_at = 0.0  # epoch seconds: a vendor said "nothing remains until then"
-        self._known_secrets: set[str] = set()
+        self._known_secrets: dict[str, None] = {}  # an ordered set: oldest first
         self._rng = random.Random()  # noqa: S311  (backoff jitter, not cryptography)
         default_headers = {**(headers or {}), "User-Agent": USER_AGENT}
         self._client = httpx.AsyncClient(
@@ -527,16 +529,25 @@ class ConnectorClient:
     # ------------------------------------------------------------------------------ redaction and journal
 
     def _remember_secrets(self, values: Iterable[str]) -> None:
-        """Note credential values this client sends, so an echo of them (an error body) is scrubbed."""
+        """Note credential values this client sends, so an echo of them (an error body) is scrubbed.
+
+        The newest `_KEEP_SECRETS` values are kept (a token that refreshes every call must not grow the set
+        forever), but every value of the current call is kept, however many (a 1,000-token revocation batch)."""
+        fresh: list[str] = []
         for value in values:
             if len(value) < 6:  # too short to scrub without mangling ordinary text
                 continue
-            if len(self._known_secrets) > 64:  # a token that refreshes every call: keep the newest few
-                self._known_secrets.clear()
-            self._known_secrets.add(value)
+            fresh.append(value)
             _, _, bare = value.partition(" ")
             if len(bare) >= 8:
-                self._known_secrets.add(bare)
+                fresh.append(bare)
+        known = self._known_secrets
+        for value in fresh:
+            known.pop(value, None)
+            known[value] = None  # newest last
+        excess = len(known) - max(_KEEP_SECRETS, len(fresh))
+        for old in list(known)[:max(0, excess)]:
+            del known[old]
 
     def _scrub(self, text: str) -> str:
         """Replace any auth-header value this client has sent, then anything `casefile.redact` recognises."""

@@ -764,3 +764,16 @@ def test_tls_private_ca_and_mutual_tls(tmp_path):
 def test_an_unreadable_ca_bundle_is_a_configuration_error(tmp_path):
     with pytest.raises(ConnectorError, match=r"cannot load the CA bundle .*missing.pem for vault-prod"):
         ConnectorClient("vault-prod", "https://127.0.0.1:1", verify=str(tmp_path / "missing.pem"))
+
+
+def test_every_secret_of_a_large_batch_is_scrubbed_and_old_ones_are_bounded():
+    c = ConnectorClient("gh-test", "https://api.example.invalid")
+    batch = [fake_token("ghp_", 36, salt=str(i)) for i in range(1000)]
+    c._remember_secrets(batch)
+    echoed = " ".join(batch[::97])
+    assert not any(t in c._scrub(f"422: bad credentials {echoed}") for t in batch)
+    for i in range(400):  # a token that refreshes on every call does not grow the set forever
+        c._remember_secrets([f"Bearer stanch-FAKE-rotating-{i:06d}"])
+    assert len(c._known_secrets) == 256
+    assert "stanch-FAKE-rotating-000399" in c._known_secrets
+    run(c.aclose())
