@@ -13,6 +13,7 @@ from connectors import (  # noqa: F401  (registration side effects)
     keycloak,
     kong,
     nginx,
+    oauth,
     oidc,
     okta,
     salesforce,

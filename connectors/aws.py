@@ -1414,3 +1414,24 @@ async def pull(settings: ConnectorSettings, secret: str, *, since: str | None, u
                 if done:
                     break
 
+
+
+# ------------------------------------------------------------------------------------------- revocation set
+
+from casefile.blast import RevokeHow, register_revoker  # noqa: E402
+
+
+@register_revoker
+def revoker(credential: dict[str, Any]) -> RevokeHow | None:
+    """IAM access keys by id: deactivate first (reversible, proven by the probe), delete once proven.
+    Temporary credentials (`ASIA…`) cannot be revoked one by one."""
+    for key in credential.get("keys") or []:
+        if key.startswith("aws-key:"):
+            key_id = key.removeprefix("aws-key:")
+            if key_id.startswith("ASIA"):
+                return RevokeHow("aws", "revoke-role-sessions", key_id, needs_raw_secret=False,
+                                 note="temporary credentials live until they expire: deny the role's sessions issued "
+                                      "before now (aws:TokenIssueTime) and rotate what issued them")
+            return RevokeHow("aws", "deactivate-access-key", key_id, needs_raw_secret=False, reversible=True,
+                             note="then delete it once the probe proves it dead")
+    return None

@@ -917,3 +917,22 @@ async def pull(settings: ConnectorSettings, secret: str, *, since: str | None, u
     async with client_for(settings, secret, on_journal=on_journal, **client_options) as client:
         async for page in pull_audit_log(client, since=since, until=until, cursor=cursors.get(STREAM)):
             yield page
+
+
+# ------------------------------------------------------------------------------------------- revocation set
+
+from casefile.blast import RevokeHow, register_revoker  # noqa: E402
+
+_GITHUB_PREFIXES = ("ghp_", "github_pat_", "gho_", "ghu_", "ghr_")
+
+
+@register_revoker
+def revoker(credential: dict[str, Any]) -> RevokeHow | None:
+    """GitHub tokens (by their preview's prefix): GitHub's public credential-revocation API, which takes the
+    raw token."""
+    preview = credential.get("preview") or ""
+    if preview.startswith(_GITHUB_PREFIXES):
+        key = next((k for k in credential.get("keys") or [] if k.startswith("sha256:")), preview)
+        return RevokeHow("github", "revoke-credentials", key, needs_raw_secret=True,
+                         note="GitHub revokes asynchronously; the probe is repeated until it answers 401")
+    return None

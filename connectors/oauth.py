@@ -284,3 +284,23 @@ def whoami(settings: ConnectorSettings, secret: str) -> dict[str, Any]:
     """`stanch connector test`: discovery (issuer, endpoints) and a check that the client secret is accepted.
     Returns only non-secret facts; raises `ConnectorError` (no secret in its text) or `ValueError`."""
     return asyncio.run(_whoami(settings, secret))
+
+
+# ------------------------------------------------------------------------------------------- revocation set
+
+from casefile.blast import RevokeHow, register_revoker  # noqa: E402
+
+
+def revoker(credential: dict[str, Any]) -> RevokeHow | None:
+    """Any OAuth access or refresh token known by its `sha256:` key: RFC 7009 at its issuer, which needs the
+    raw token. Asked after every vendor revoker (a fallback)."""
+    if credential.get("kind") not in ("access", "refresh", "jwt"):
+        return None
+    key = next((k for k in credential.get("keys") or [] if k.startswith(("sha256:", "sha256/16:"))), None)
+    if key is None:
+        return None
+    note = "a self-contained JWT lives until its exp unless its grant is revoked" if credential.get("kind") == "jwt" else ""
+    return RevokeHow("oauth", "revoke", key, needs_raw_secret=True, note=note)
+
+
+register_revoker(revoker, fallback=True)

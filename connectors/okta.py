@@ -1111,3 +1111,27 @@ def _iso_or_none(value: Any) -> str | None:
         return to_utc_iso(value)
     except TimeError:
         return None
+
+
+# ------------------------------------------------------------------------------------------- revocation set
+
+from casefile.blast import RevokeHow, register_revoker  # noqa: E402
+
+
+@register_revoker
+def revoker(credential: dict[str, Any]) -> RevokeHow | None:
+    """Okta credentials by their `okta-token:` id: API tokens (`00T…`) and OAuth tokens of an app (`AT.…`,
+    `oar…`), revoked by id over the management API (no raw secret needed)."""
+    for key in credential.get("keys") or []:
+        if not key.startswith("okta-token:") or key.startswith("okta-token:hash:"):
+            continue
+        token_id = key.removeprefix("okta-token:")
+        if token_id.startswith("00T"):
+            return RevokeHow("okta", "revoke-api-token", token_id, needs_raw_secret=False)
+        app = credential.get("client")
+        if app:
+            refresh = credential.get("kind") == "refresh"
+            return RevokeHow("okta", "revoke-app-token", f"{app}/{token_id}", needs_raw_secret=False,
+                             note="revoking a refresh token also ends the access tokens minted from it" if refresh
+                             else "")
+    return None

@@ -874,3 +874,24 @@ def _describe(data: dict[str, Any]) -> str:
     pol = ",".join(str(p) for p in policies) if isinstance(policies, list) else "?"
     return (f"{data.get('display_name') or '?'} (accessor {data.get('accessor') or '?'}, policies {pol}, "
             f"ttl {data.get('ttl')}, expires {data.get('expire_time') or 'never'})")
+
+
+# ------------------------------------------------------------------------------------------- revocation set
+
+from casefile.blast import RevokeHow, register_revoker  # noqa: E402
+
+
+@register_revoker
+def revoker(credential: dict[str, Any]) -> RevokeHow | None:
+    """Vault tokens: by accessor when the case knows it (children and leases go too, no raw token needed),
+    else by the token itself (revoke, which the responder must supply; its HMAC is only a name)."""
+    keys = credential.get("keys") or []
+    accessor = next((k for k in keys if k.startswith("vault-accessor:")), None)
+    if accessor:
+        return RevokeHow("vault", "revoke-accessor", accessor.split(":", 2)[2], needs_raw_secret=False,
+                         note="revokes its child tokens and leases too")
+    if any(k.startswith("vault-hmac:") for k in keys) or credential.get("kind") == "vault-token":
+        return RevokeHow("vault", "revoke-token", next(iter(keys), ""), needs_raw_secret=True,
+                         note="the audit log names the token only by HMAC: supply the token, or find its accessor "
+                              "with `stanch pull` (token inventory)")
+    return None

@@ -221,9 +221,8 @@ def _policy_value(v: str) -> Any:
         return v
 
 
-def cmd_fingerprint(args: argparse.Namespace) -> int:
-    from casefile.query import fingerprint_token
-
+def _read_token(command: str) -> str:
+    """One raw token from stdin (a hidden prompt on a terminal); never echoed, never stored."""
     if sys.stdin.isatty():
         import getpass
 
@@ -231,7 +230,14 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     else:
         raw = sys.stdin.read()
     if not raw.strip():
-        raise UserError("no token on stdin; pipe one in: `pbpaste | stanch fingerprint`")
+        raise UserError(f"no token on stdin; pipe one in: `pbpaste | stanch {command}`")
+    return raw
+
+
+def cmd_fingerprint(args: argparse.Namespace) -> int:
+    from casefile.query import fingerprint_token
+
+    raw = _read_token("fingerprint")
     doc = fingerprint_token(raw)
     del raw
     if args.json:
@@ -241,6 +247,75 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
         for k in doc["keys"]:
             print(k)
     return EXIT_OK
+
+
+def cmd_blast(args: argparse.Namespace) -> int:
+    import connectors  # noqa: F401  (registers the revokers and object readers)
+    from casefile.blast import blast
+
+    raw = _read_token("blast CASE -") if args.seed == "-" else None
+    since, until = _when(args.since, "--since"), _when(args.until, "--until")
+    as_of = _when(args.as_of, "--as-of")
+    with _open(args) as case:
+        doc = blast(case, args.seed, raw_token=raw, depth=args.depth, since=since, until=until, as_of=as_of)
+    del raw
+    if args.json:
+        _print_json(doc)
+        return EXIT_OK
+    _show_blast(doc, args.case)
+    return EXIT_OK
+
+
+def _show_blast(doc: dict[str, Any], case_path: str) -> None:
+    from rich.table import Table
+
+    from tui.safe_text import literal
+
+    con = _console()
+    seed = doc["seed"]
+    creds = doc["credentials"]
+    roles: dict[str, int] = {}
+    for c in creds:
+        roles[c["role"]] = roles.get(c["role"], 0) + 1
+    con.print(literal(f"blast radius of {seed['input']} ({seed['kind']}): " +
+                      ", ".join(f"{n} {r}" for r, n in roles.items()), style="bold"))
+    st = doc["static"]
+    for app in st["apps"]:
+        con.print(literal(f"app {app['client']}  issuer {', '.join(app['issuers']) or '-'}  principals "
+                          f"{', '.join(app['principals']) or '-'}  scopes {' '.join(app['scopes']) or '-'}  "
+                          f"other credentials of this client: {app['other_credentials']}"))
+    con.print(literal("sender binding: " + ", ".join(f"{k} {v}" for k, v in st["bindings"].items())))
+    rt = doc["runtime"]
+    t = rt["totals"]
+    calls = Table("count", "fail", "vendor", "method", "resource", "first", "last", "IPs", "UAs",
+                  title=f"runtime reach: {t['events']:,} events from {t['ips']} addresses, {t['user_agents']} user agents")
+    for g in rt["calls"][:25]:
+        calls.add_row(f"{g['count']:,}", str(g["failures"]), literal(g["vendor"]), literal(g["method"] or ""),
+                      literal(g["resource"]), literal(g["first"][:19]), literal(g["last"][:19]), str(len(g["ips"])),
+                      str(len(g["user_agents"])))
+    con.print(calls)
+    if len(rt["calls"]) > 25:
+        con.print(f"… {len(rt['calls']) - 25} more resource patterns (--json)")
+    for label, key, name in (("objects read", "objects_read", "object"), ("secrets read", "secrets_read", "path"),
+                             ("exports", "exports", "resource")):
+        if rt[key]:
+            con.print(literal(f"{label}: " + ", ".join(f"{g[name]} ({g['count']:,})" for g in rt[key][:12])))
+    minted = doc["lineage"]
+    if minted:
+        inferred = sum(1 for e in minted if e.get("inferred"))
+        con.print(literal(f"lineage: {len(minted)} mint edges ({inferred} inferred from the token endpoint), depth "
+                          f"{max((c['depth'] for c in creds), default=0)}"))
+    rs = doc["revocation_set"]
+    rt_table = Table("#", "what", "connector", "verb", "target", "raw secret", "why", title=f"revocation set (as of "
+                     f"{rs['as_of'][:19]}; not listed: {rs['not_listed']['expired']} expired, "
+                     f"{rs['not_listed']['revoked']} already proven revoked)")
+    for i, item in enumerate(rs["items"], 1):
+        what = item.get("preview") or (item.get("keys") or [item.get("client") or "?"])[0]
+        rt_table.add_row(str(i), literal(f"{item['kind']} {what}"), literal(item.get("connector") or "-"),
+                         literal(item.get("verb") or "-"), literal(str(item.get("target") or "-")),
+                         "needed" if item["needs_raw_secret"] else "no", literal(item["reason"]))
+    con.print(rt_table)
+    con.print(literal(f"evidence: `stanch events {case_path} --credential <key>`; everything: --json"))
 
 
 def cmd_formats(args: argparse.Namespace) -> int:
@@ -561,6 +636,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--policy", action="append", metavar="KEY=VALUE")
     sp.add_argument("--title")
     sp = add("fingerprint", cmd_fingerprint, "read one token from stdin; print its keys and preview, never the token")
+    sp.add_argument("--json", action="store_true")
+    sp = add("blast", cmd_blast, "the blast radius of a credential: reach, calls, lineage, and what to revoke")
+    sp.add_argument("case")
+    sp.add_argument("seed", help="a credential key (sha256:…, okta-token:…, vault-accessor:…, aws-key:…), a "
+                    "credential number, client:<issuer>:<client_id>, app:<name>, principal:<id>, or - to read a "
+                    "raw token from stdin (fingerprinted, never stored)")
+    sp.add_argument("--depth", type=int, default=3, metavar="N", help="how many generations of minted credentials")
+    sp.add_argument("--since", metavar="T")
+    sp.add_argument("--until", metavar="T")
+    sp.add_argument("--as-of", metavar="T", help="judge expiry at this time (default: the case's policy as_of, "
+                    "else now)")
     sp.add_argument("--json", action="store_true")
     sp = add("formats", cmd_formats, "list the log formats stanch reads")
     sp.add_argument("--json", action="store_true")

@@ -6,12 +6,16 @@ import os
 import tempfile
 from pathlib import Path
 
+import orjson
+
 from casefile.case import CaseError, create_case, open_case
 from casefile.ingest import ingest
 
 DEFAULT_PATH = Path("stanch-demo.stanch")
 # GTIG/Salesforce: UNC6395 used the stolen Drift tokens from 8 to at least 18 August 2025 (incidents.md §1.2).
 ADVISORY_WINDOW = ("2025-08-08T00:00:00Z", "2025-08-18T23:59:59Z")
+# The demo is worked as on the morning after the advisory's window: expiry is judged at this time.
+AS_OF = "2025-08-19T09:00:00Z"
 TITLE = "Demo: third-party OAuth integration compromise (Salesloft Drift style, Aug 2025)"
 
 
@@ -48,7 +52,8 @@ def build_demo(path: Path | None, events: int = 50_000, seed: int = 7, analyst: 
                          extra_meta={"demo": "1", "demo_seed": str(seed)}) as case:
             summaries = ingest(case, [str(files.gateway), str(files.okta), str(files.vault)])
             # What a responder knows on day one: the advisory's theft window, not the generator's truth.
-            case.set_meta({"window_start": ADVISORY_WINDOW[0], "window_end": ADVISORY_WINDOW[1]})
+            case.set_meta({"window_start": ADVISORY_WINDOW[0], "window_end": ADVISORY_WINDOW[1],
+                           "policy": orjson.dumps({"as_of": AS_OF}).decode()})
     for s in summaries:
         if s.error:
             raise CaseError(s.error)
