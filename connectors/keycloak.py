@@ -1,4 +1,5 @@
-"""Keycloak connector: login and admin events (format `keycloak-events`, parsers registered on import).
+"""Keycloak connector: login and admin events (format `keycloak-events`, parsers registered on import), and the
+live Admin REST API (events pull, containment verbs, probes: see the section "live API" at the end).
 
 One format reads every shape Keycloak events come in, chosen per line:
 
@@ -41,10 +42,14 @@ Client, user and realm are facts, never keys.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from datetime import datetime
 from typing import Any
+from urllib.parse import quote, urlencode
 
+import httpx
 import ijson
 import orjson
 
@@ -52,6 +57,18 @@ from casefile.formats import Format, SourceStream, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.timeutil import TimeError, to_utc_iso
 from connectors._common import as_dict, stream_json_items, text_reader
+from connectors.act import SnapshotFn, take
+from connectors.config import ConnectorSettings
+from connectors.http import (
+    ConnectorClient,
+    ConnectorError,
+    InvalidCredentialError,
+    JournalEntry,
+    NotFoundError,
+)
+from connectors.oauth import client_auth
+from connectors.pull import Page
+from connectors.verdict import REVOKED_UNVERIFIED, REVOKED_VERIFIED, STILL_LIVE, Verdict
 
 VENDOR = "keycloak"
 EVENTS_LOGGER = "org.keycloak.events"
@@ -512,3 +529,501 @@ register(
     )
 )
 
+
+
+# ---------------------------------------------------------------------------------------------- live API
+#
+# Keycloak Admin REST API (26.x), live: whoami, clients, client-secret rotation, sessions, logout, not-before,
+# the events pull, and probes, through `ConnectorClient`.
+#
+# Connector URL = the realm: `https://kc.example.com/realms/acme` (the issuer URL, as the realm's discovery
+# document names it) or `https://kc.example.com/admin/realms/acme`; a legacy `/auth` prefix is kept
+# (`https://kc.example.com/auth/realms/acme`). `realm_of` splits it into the server base (the client's base URL)
+# and the realm name; every admin path is `admin/realms/<realm>/…` under that base.
+#
+# Auth: `settings.client_id` + the connector secret (client secret) get an access token from the realm's token
+# endpoint `realms/<realm>/protocol/openid-connect/token` (`grant_type=client_credentials`, HTTP Basic as
+# `connectors.oauth.client_auth` builds it). Admin calls send `Authorization: Bearer <access token>`. The token
+# is fetched on first use, refreshed when it is within 30 s of `expires_in`, and once on a 401 (a single call is
+# retried; a listing restarts and skips what it already yielded). The token lives in memory only; the client
+# scrubs it from its journal and errors. The service account needs realm-management roles: `view-events`,
+# `view-clients`/`manage-clients`, `view-users`/`manage-users`, `manage-realm` for not-before [K].
+#
+# Secrets: `regenerate_secret` never returns, logs or snapshots a client secret (old or new): the snapshot is
+# the ClientRepresentation without `secret` and without secret-named attributes; the answer says only that
+# the secret rotated.
+#
+# Verdicts: `probe_old_secret` sends the old client secret to the token endpoint: 400/401 `invalid_client` is
+# `revoked-verified`, a token (200) is `still-live` (the token is dropped unread), anything else unverified.
+# It needs a real Keycloak (the token endpoint is not in the Admin API spec). `probe_session` is
+# `revoked-verified` when the session list call succeeded and no longer lists the session.
+
+TOKEN_PATH = "realms/{realm}/protocol/openid-connect/token"  # noqa: S105  (a path, not a secret)
+ADMIN = "admin/realms/{realm}"
+PULL_PAGE = 100  # Keycloak's default `max`
+#: user-event types an investigation of stolen tokens needs stored (connectors.md §3.3)
+NEEDED_EVENT_TYPES = ("CODE_TO_TOKEN", "REFRESH_TOKEN", "CLIENT_LOGIN", "TOKEN_EXCHANGE", "REVOKE_GRANT")
+#: of those, the ones Keycloak does not store when `enabledEventTypes` is empty (its default set)
+NOT_STORED_BY_DEFAULT = frozenset({"REFRESH_TOKEN"})
+_REALM_URL = re.compile(r"^(?P<base>https?://[^?#]*?)/(?:admin/)?realms/(?P<realm>[^/?#]+)/?$")
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~@:+-]{0,254}")
+_REFRESH_MARGIN_S = 30.0
+
+
+def realm_of(url: str) -> tuple[str, str]:
+    """(server base URL, realm name) of a connector URL `…/realms/<realm>` or `…/admin/realms/<realm>`."""
+    m = _REALM_URL.match(url.strip())
+    if m is None:
+        raise ValueError(f"Keycloak connector URL {url!r} must name the realm: https://HOST/realms/REALM "
+                         "(or https://HOST/admin/realms/REALM)")
+    return m.group("base") + "/", m.group("realm")
+
+
+def _seg(value: str, what: str) -> str:
+    text = value.strip()
+    if not _SEGMENT.fullmatch(text):
+        raise ValueError(f"{what} {value!r} is not a Keycloak id (letters, digits, '._~@:+-')")
+    return quote(text, safe="")
+
+
+class KeycloakAdmin:
+    """A `ConnectorClient` on the server base plus the realm and the client-credentials access token."""
+
+    def __init__(self, client: ConnectorClient, realm: str, client_id: str, secret: str) -> None:
+        self.client = client
+        self.realm = realm
+        self.client_id = client_id
+        self._basic = client_auth(client_id, secret)
+        self._secret = secret
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self.token_facts: dict[str, Any] = {}
+
+    async def __aenter__(self) -> KeycloakAdmin:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.client.aclose()
+
+    @property
+    def admin(self) -> str:
+        return ADMIN.format(realm=quote(self.realm, safe=""))
+
+    @property
+    def token_path(self) -> str:
+        return TOKEN_PATH.format(realm=quote(self.realm, safe=""))
+
+    def bearer(self) -> dict[str, str]:
+        """The `auth_header` of the client: the current access token (none before the first fetch)."""
+        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+
+    async def refresh(self) -> None:
+        """Get a new access token (client credentials). Raises `InvalidCredentialError` when refused."""
+        r = await self.client.request("POST", self.token_path, data={"grant_type": "client_credentials"},
+                                      auth=self._basic(), idempotent=True, accept_status=(400, 401),
+                                      secrets=[self._secret])
+        body = _json_body(r)
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if r.status_code != 200 or not isinstance(token, str) or not token:
+            code = body.get("error") if isinstance(body, dict) else None
+            shown = code if isinstance(code, str) and code.isascii() and len(code) < 64 else "no access_token"
+            raise InvalidCredentialError(
+                f"{r.status_code} from {self.client.name}: the token endpoint refused client {self.client_id} "
+                f"({shown}); check the client secret and that the client has a service account "
+                f"(`stanch connector add {self.client.name}`)",
+                connector=self.client.name, status=r.status_code, method="POST", path=self.token_path)
+        self._token = token
+        expires = body.get("expires_in")
+        lifetime = float(expires) if isinstance(expires, int | float) and not isinstance(expires, bool) else 60.0
+        self._expires_at = self.client._clock() + lifetime
+        self.token_facts = {"expires_in": body.get("expires_in"), "scope": body.get("scope"),
+                            "token_type": body.get("token_type")}
+
+    async def fresh(self) -> None:
+        """Fetch a token when there is none or it expires within 30 s."""
+        if self._token is None or self.client._clock() >= self._expires_at - _REFRESH_MARGIN_S:
+            await self.refresh()
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """`ConnectorClient.request` with a fresh token; on 401 the token is refreshed and the call sent once more."""
+        await self.fresh()
+        try:
+            return await self.client.request(method, path, **kwargs)
+        except InvalidCredentialError:
+            await self.refresh()
+            return await self.client.request(method, path, **kwargs)
+
+    async def get_json(self, path: str, **kwargs: Any) -> Any:
+        return self.client._json(await self.request("GET", path, **kwargs))
+
+    async def pages(self, path: str, params: Mapping[str, Any] | None = None,
+                    page_size: int = PULL_PAGE) -> AsyncIterator[list[Any]]:
+        """The listing's records, one list per vendor page (`first`/`max` through `paginate_offset`).
+
+        Before each page the token is refreshed if it is about to expire; on a 401 it is refreshed once and
+        the listing restarts from `first=0`, skipping the records already yielded."""
+        done = 0
+        retried = False
+        while True:
+            await self.fresh()
+            seen = 0
+            chunk: list[Any] = []
+            try:
+                async for item in self.client.paginate_offset(path, page_size=page_size, params=params):
+                    seen += 1
+                    if seen <= done:
+                        continue
+                    chunk.append(item)
+                    if (seen % page_size) == 0:
+                        done = seen
+                        yield chunk
+                        chunk = []
+                        await self.fresh()
+                if chunk:
+                    yield chunk
+                return
+            except InvalidCredentialError:
+                if retried:
+                    raise
+                retried = True
+                await self.refresh()
+
+
+def _json_body(r: httpx.Response) -> Any:
+    try:
+        return r.json()
+    except ValueError:
+        return None
+
+
+def open_admin(settings: ConnectorSettings, secret: str, **kwargs: Any) -> KeycloakAdmin:
+    """A `KeycloakAdmin` for a `keycloak` connector (`kwargs` override the settings' client options)."""
+    if not settings.client_id:
+        raise ValueError(f"connector {settings.name}: kind keycloak needs a client_id (a confidential client "
+                         f"with a service account); run `stanch connector add {settings.name} --client-id ID`")
+    base, realm = realm_of(settings.url)
+    cert = (settings.client_cert, settings.client_key or settings.client_cert) if settings.client_cert else None
+    options: dict[str, Any] = {
+        "timeout": (settings.connect_timeout, settings.read_timeout), "verify": settings.ca_bundle or True,
+        "cert": cert, "concurrency": settings.concurrency, "rate_limit_per_s": settings.rate_limit,
+    }
+    options.update(kwargs)
+    holder: list[KeycloakAdmin] = []
+    client = ConnectorClient(settings.name, base, auth_header=lambda: holder[0].bearer(), **options)
+    admin = KeycloakAdmin(client, realm, settings.client_id, secret)
+    holder.append(admin)
+    return admin
+
+
+# ------------------------------------------------------------------------------------------- reads
+
+
+async def list_clients(kc: KeycloakAdmin, client_id: str | None = None) -> list[dict[str, Any]]:
+    """`GET clients` (every page; `clientId=` filters by exact clientId)."""
+    params = {"clientId": client_id} if client_id else None
+    out: list[dict[str, Any]] = []
+    async for page in kc.pages(f"{kc.admin}/clients", params):
+        out.extend(_without_secrets(c) for c in page if isinstance(c, dict))
+    return out
+
+
+async def find_client(kc: KeycloakAdmin, client_id: str) -> dict[str, Any]:
+    """The client whose `clientId` is `client_id` (its `id` is the uuid the admin paths take)."""
+    for c in await list_clients(kc, client_id):
+        if c.get("clientId") == client_id:
+            return c
+    raise NotFoundError(f"no client {client_id!r} in realm {kc.realm} of {kc.client.name}; check the clientId",
+                        connector=kc.client.name, status=404, method="GET", path=f"{kc.admin}/clients")
+
+
+async def service_account(kc: KeycloakAdmin, client_uuid: str) -> dict[str, Any]:
+    """`GET clients/{uuid}/service-account-user`."""
+    body = await kc.get_json(f"{kc.admin}/clients/{_seg(client_uuid, 'client uuid')}/service-account-user")
+    return body if isinstance(body, dict) else {}
+
+
+def whoami(settings: ConnectorSettings, secret: str, **client_options: Any) -> dict[str, Any]:
+    """`stanch connector test` hook: the token's service account and the realm's event configuration."""
+
+    async def ask() -> dict[str, Any]:
+        async with open_admin(settings, secret, **client_options) as kc:
+            await kc.refresh()
+            me = await find_client(kc, kc.client_id)
+            user = await service_account(kc, str(me.get("id")))
+            try:
+                events = await event_config(kc)
+            except ConnectorError as e:
+                events = {"warnings": [f"cannot read the realm's event configuration: {e}"]}
+            return {"realm": kc.realm, "client_id": kc.client_id, "client_uuid": me.get("id"),
+                    "service_account": user.get("username"), "service_account_id": user.get("id"),
+                    "token_expires_in": kc.token_facts.get("expires_in"), "scope": kc.token_facts.get("scope"),
+                    "event_warnings": events.get("warnings", [])}
+
+    return asyncio.run(ask())
+
+
+async def user_sessions(kc: KeycloakAdmin, user_id: str, *, offline_client_uuid: str | None = None
+                        ) -> list[dict[str, Any]]:
+    """`GET users/{id}/sessions` (online), or `users/{id}/offline-sessions/{clientUuid}`."""
+    path = f"{kc.admin}/users/{_seg(user_id, 'user id')}/sessions"
+    if offline_client_uuid:
+        path = (f"{kc.admin}/users/{_seg(user_id, 'user id')}/offline-sessions/"
+                f"{_seg(offline_client_uuid, 'client uuid')}")
+    body = await kc.get_json(path)
+    return [s for s in body if isinstance(s, dict)] if isinstance(body, list) else []
+
+
+async def client_sessions(kc: KeycloakAdmin, client_uuid: str, *, offline: bool = False) -> list[dict[str, Any]]:
+    """`GET clients/{uuid}/user-sessions` (or `offline-sessions`), every page."""
+    kind = "offline-sessions" if offline else "user-sessions"
+    out: list[dict[str, Any]] = []
+    async for page in kc.pages(f"{kc.admin}/clients/{_seg(client_uuid, 'client uuid')}/{kind}"):
+        out.extend(s for s in page if isinstance(s, dict))
+    return out
+
+
+async def event_config(kc: KeycloakAdmin) -> dict[str, Any]:
+    """`GET events/config`, read for what an investigation will miss: returns `events_enabled`,
+    `admin_events_enabled`, `admin_events_details_enabled`, `missing_event_types` (needed types that are not
+    stored) and `warnings` (one line each, for the CLI). An empty `enabledEventTypes` means Keycloak's default
+    set, which leaves out REFRESH_TOKEN."""
+    body = await kc.get_json(f"{kc.admin}/events/config")
+    cfg = body if isinstance(body, dict) else {}
+    enabled = cfg.get("enabledEventTypes")
+    types = {t for t in enabled if isinstance(t, str)} if isinstance(enabled, list) else set()
+    if types:
+        missing = [t for t in NEEDED_EVENT_TYPES if t not in types]
+    else:
+        missing = [t for t in NEEDED_EVENT_TYPES if t in NOT_STORED_BY_DEFAULT]
+    warnings: list[str] = []
+    if cfg.get("eventsEnabled") is not True:
+        warnings.append(f"realm {kc.realm}: user events are not stored (eventsEnabled false): no token issue, "
+                        "refresh or revoke will be found")
+        missing = list(NEEDED_EVENT_TYPES)
+    elif missing:
+        warnings.append(f"realm {kc.realm}: event types not stored: {', '.join(missing)}")
+    if cfg.get("adminEventsEnabled") is not True:
+        warnings.append(f"realm {kc.realm}: admin events are not stored (adminEventsEnabled false): client "
+                        "secret changes and admin logouts will not be found")
+    return {"events_enabled": cfg.get("eventsEnabled") is True,
+            "admin_events_enabled": cfg.get("adminEventsEnabled") is True,
+            "admin_events_details_enabled": cfg.get("adminEventsDetailsEnabled") is True,
+            "events_expiration_s": cfg.get("eventsExpiration"),
+            "missing_event_types": missing, "warnings": warnings}
+
+
+# ------------------------------------------------------------------------------------------- acts
+
+_SECRET_ATTRIBUTE = re.compile(r"secret|password|private|key\b", re.IGNORECASE)
+
+
+def _without_secrets(client_rep: dict[str, Any]) -> dict[str, Any]:
+    """A ClientRepresentation without `secret` and without secret-bearing attributes (the rotated secret);
+    the secret's creation/expiration times are kept."""
+    out = {k: v for k, v in client_rep.items() if k not in ("secret", "registrationAccessToken")}
+    attrs = out.get("attributes")
+    if isinstance(attrs, dict):
+        out["attributes"] = {k: v for k, v in attrs.items()
+                             if not _SECRET_ATTRIBUTE.search(k) or k.endswith((".time", "time"))}
+    return out
+
+
+async def regenerate_secret(kc: KeycloakAdmin, client_uuid: str, *, snapshot: SnapshotFn | None = None
+                            ) -> dict[str, Any]:
+    """Rotate a client's secret: `POST clients/{uuid}/client-secret`. Snapshot first (`keycloak.client`, the
+    client without its secret). The new secret in Keycloak's answer is dropped at once: the result says only
+    `rotated`. With a client-secret rotation policy the old secret stays valid until
+    `invalidate_rotated_secret`; follow with `probe_old_secret`."""
+    path = f"{kc.admin}/clients/{_seg(client_uuid, 'client uuid')}"
+    found = await kc.get_json(path)
+    before = _without_secrets(found if isinstance(found, dict) else {})
+    take(snapshot, "keycloak.client", client_uuid, before)
+    r = await kc.request("POST", f"{path}/client-secret")
+    body = _json_body(r)
+    rotated = isinstance(body, dict) and isinstance(body.get("value"), str) and bool(body.get("value"))
+    kind = body.get("type") if isinstance(body, dict) else None
+    del body  # the new secret: never kept
+    return {"snapshot": before, "status_code": r.status_code, "rotated": rotated, "credential_type": kind}
+
+
+async def invalidate_rotated_secret(kc: KeycloakAdmin, client_uuid: str, *, snapshot: SnapshotFn | None = None
+                                    ) -> dict[str, Any]:
+    """End the grace period of the previous secret under a client-secret rotation policy:
+    `DELETE clients/{uuid}/client-secret/rotated`. Snapshot first (`keycloak.rotated_secret`: the rotated
+    CredentialRepresentation's `type`, `createdDate` and `id`; never its `value` or `secretData`)."""
+    path = f"{kc.admin}/clients/{_seg(client_uuid, 'client uuid')}/client-secret/rotated"
+    found = await kc.get_json(path)
+    before = {k: v for k, v in found.items() if k not in ("value", "secretData", "credentialData")} \
+        if isinstance(found, dict) else {}
+    del found
+    take(snapshot, "keycloak.rotated_secret", client_uuid, before)
+    r = await kc.request("DELETE", path)
+    return {"snapshot": before, "status_code": r.status_code}
+
+
+async def logout_user(kc: KeycloakAdmin, user_id: str, *, snapshot: SnapshotFn | None = None) -> dict[str, Any]:
+    """`POST users/{id}/logout`: end every session of the user. Snapshot first (`keycloak.user_sessions`: the
+    user's online sessions). Follow with `probe_session`."""
+    before = await user_sessions(kc, user_id)
+    take(snapshot, "keycloak.user_sessions", user_id, before)
+    r = await kc.request("POST", f"{kc.admin}/users/{_seg(user_id, 'user id')}/logout")
+    return {"snapshot": before, "status_code": r.status_code}
+
+
+async def delete_session(kc: KeycloakAdmin, user_id: str, session_id: str, *, offline_client_uuid: str | None = None,
+                         snapshot: SnapshotFn | None = None) -> dict[str, Any]:
+    """`DELETE sessions/{id}` (`isOffline=true` with `offline_client_uuid`). Snapshot first
+    (`keycloak.session`: the session as the user's session list shows it; `{"id": …, "listed": false}` when the
+    list does not show it). Keycloak has no GET for one session, so the user is needed."""
+    listed = await user_sessions(kc, user_id, offline_client_uuid=offline_client_uuid)
+    before = next((s for s in listed if s.get("id") == session_id), {"id": session_id, "listed": False})
+    take(snapshot, "keycloak.session", session_id, before)
+    r = await kc.request("DELETE", f"{kc.admin}/sessions/{_seg(session_id, 'session id')}",
+                         params={"isOffline": "true" if offline_client_uuid else "false"})
+    return {"snapshot": before, "status_code": r.status_code}
+
+
+async def revoke_not_before(kc: KeycloakAdmin, *, push: bool = True, snapshot: SnapshotFn | None = None
+                            ) -> dict[str, Any]:
+    """Invalidate every token issued in the realm until now: `PUT /admin/realms/{realm}` `{"notBefore": now}`
+    (epoch seconds), then (with `push`) `POST push-revocation` to clients that have an admin URL. Snapshot
+    first (`keycloak.realm`: `GET` of the realm). Keycloak applies a partial realm body [K]."""
+    before = await kc.get_json(kc.admin)
+    take(snapshot, "keycloak.realm", kc.realm, before)
+    now = int(kc.client._clock())
+    r = await kc.request("PUT", kc.admin, json={"realm": kc.realm, "notBefore": now})
+    out: dict[str, Any] = {"snapshot": before, "status_code": r.status_code, "not_before": now}
+    if push:
+        p = await kc.request("POST", f"{kc.admin}/push-revocation", idempotent=True)
+        out["push"] = _json_body(p)
+        out["push_status_code"] = p.status_code
+    return out
+
+
+# ------------------------------------------------------------------------------------------- pull
+
+
+def _ms(iso: str | None) -> int | None:
+    if not iso:
+        return None
+    text = to_utc_iso(iso).replace("Z", "+00:00")
+    return int(datetime.fromisoformat(text).timestamp() * 1000)
+
+
+async def _event_stream(kc: KeycloakAdmin, stream: str, path: str, *, start_ms: int | None, until_ms: int | None,
+                        page_size: int) -> AsyncIterator[Page]:
+    """One stream's pages. Asks `direction=asc` and `dateFrom=<cursor ms>` (inclusive: the boundary events
+    come again and dedupe by id). Cursor = the newest event time (ms) stored so far, but only while the
+    answer runs oldest-first: a server that answers newest-first (one without `direction`) gets the old cursor
+    on every page but the last, so a pull that dies mid-way loses nothing. One page is held back to know which
+    is last."""
+    params: dict[str, Any] = {"direction": "asc"}
+    if start_ms is not None:
+        params["dateFrom"] = str(start_ms)
+    if until_ms is not None:
+        params["dateTo"] = str(until_ms)
+    start_cursor = str(start_ms) if start_ms is not None else None
+    newest: int | None = start_ms
+    last: int | None = None
+    ascending = True
+    held: tuple[list[Any], int | None] | None = None
+    n = 0
+    query = urlencode(params)
+
+    def page(records: list[Any], cursor: str | None, number: int) -> Page:
+        return Page.json_lines(stream, "keycloak-events", records, cursor,
+                               f"GET {path}?{query} (page {number}, first={(number - 1) * page_size} max={page_size})")
+
+    async for chunk in kc.pages(path, params, page_size):
+        for ev in chunk:
+            t = ev.get("time") if isinstance(ev, dict) else None
+            if isinstance(t, int) and not isinstance(t, bool):
+                if last is not None and t < last:
+                    ascending = False
+                last = t
+                newest = t if newest is None else max(newest, t)
+        if held is not None:
+            n += 1
+            yield page(held[0], str(held[1]) if ascending and held[1] is not None else start_cursor, n)
+        held = (chunk, newest)
+    if held is not None:
+        n += 1
+        yield page(held[0], str(newest) if newest is not None else start_cursor, n)
+
+
+async def pull(settings: ConnectorSettings, secret: str, *, since: str | None, until: str | None,
+               cursors: Mapping[str, str], on_journal: Callable[[JournalEntry], None] | None = None,
+               page_size: int = PULL_PAGE, **client_options: Any) -> AsyncIterator[Page]:
+    """Keycloak's stored events: stream `events` (`GET events`, login/token events) then stream `admin-events`
+    (`GET admin-events`), format `keycloak-events` (each record is the REST representation, one JSON object per
+    line, exactly what the parser reads from an export). Resumes from each stream's cursor (epoch ms of the
+    newest stored event) else from `since`; `until` is `dateTo`. Check `event_config` for what is not stored."""
+    until_ms = _ms(until)
+    async with open_admin(settings, secret, on_journal=on_journal, **client_options) as kc:
+        for stream, rel in (("events", "events"), ("admin-events", "admin-events")):
+            saved = cursors.get(stream)
+            start = int(saved) if saved and saved.isdigit() else _ms(since)
+            async for p in _event_stream(kc, stream, f"{kc.admin}/{rel}", start_ms=start, until_ms=until_ms,
+                                         page_size=page_size):
+                yield p
+
+
+# ------------------------------------------------------------------------------------------- probes
+
+
+async def probe_old_secret(kc: KeycloakAdmin, client_id: str, old_secret: str) -> Verdict:
+    """Does the realm's token endpoint still accept `old_secret` for `client_id`? `invalid_client` (400/401)
+    proves it is refused; a token (200) proves it works (the token is not read further); else unverified."""
+    try:
+        r = await kc.client.request("POST", kc.token_path, data={"grant_type": "client_credentials"},
+                                    auth=client_auth(client_id, old_secret)(), idempotent=True,
+                                    accept_status=(400, 401, 403), secrets=[old_secret])
+    except ConnectorError as e:
+        return Verdict(REVOKED_UNVERIFIED, f"token endpoint failed, nothing proven: {e}", http_status=e.status)
+    body = _json_body(r)
+    code = body.get("error") if isinstance(body, dict) else None
+    where = f"token endpoint of realm {kc.realm}"
+    if r.status_code in (400, 401) and code == "invalid_client":
+        return Verdict(REVOKED_VERIFIED, f"{where} refused the old secret of {client_id}: {r.status_code} "
+                       "invalid_client", http_status=r.status_code)
+    if r.status_code == 200 and isinstance(body, dict) and body.get("access_token"):
+        return Verdict(STILL_LIVE, f"{where} issued a token for {client_id} with the old secret: it still works "
+                       "(a rotation policy may keep it; DELETE client-secret/rotated)", http_status=200)
+    shown = code if isinstance(code, str) and code.isascii() and len(code) < 64 else "no error code"
+    return Verdict(REVOKED_UNVERIFIED, f"{where} answered {r.status_code} ({shown}): not about the secret; nothing "
+                   "proven", http_status=r.status_code)
+
+
+async def probe_session(kc: KeycloakAdmin, user_id: str, session_id: str, *,
+                        offline_client_uuid: str | None = None) -> Verdict:
+    """Is the session gone? The user's session list (online, or offline for one client) must have been read
+    and must not list it. The online list does not show offline sessions: probe those with the client."""
+    which = "offline sessions" if offline_client_uuid else "sessions"
+    try:
+        listed = await user_sessions(kc, user_id, offline_client_uuid=offline_client_uuid)
+    except ConnectorError as e:
+        return Verdict(REVOKED_UNVERIFIED, f"listing user {user_id}'s {which} failed, nothing proven: {e}",
+                       http_status=e.status)
+    if any(s.get("id") == session_id for s in listed):
+        return Verdict(STILL_LIVE, f"user {user_id}'s {which} still list session {session_id}", http_status=200)
+    return Verdict(REVOKED_VERIFIED, f"user {user_id}'s {which} ({len(listed)} listed) no longer include session "
+                   f"{session_id}", http_status=200)
+
+
+
+# ------------------------------------------------------------------------------------------- revocation set
+
+from casefile.blast import RevokeHow, register_revoker  # noqa: E402
+
+
+@register_revoker
+def revoker(credential: dict[str, Any]) -> RevokeHow | None:
+    """Keycloak user sessions (`session:keycloak/<realm>:<id>`): the session is deleted, which ends the tokens
+    issued in it at their next refresh; access tokens already issued live until they expire."""
+    for key in credential.get("keys") or []:
+        if key.startswith("session:keycloak/"):
+            return RevokeHow("keycloak", "delete-session", key.removeprefix("session:keycloak/"),
+                             needs_raw_secret=False,
+                             note="access tokens already issued stay valid until they expire; push not-before to "
+                                  "end them all")
+    return None

@@ -1,4 +1,5 @@
-"""kong connector: Kong Gateway log-plugin entries (parser registered on import).
+"""kong connector: Kong Gateway log-plugin entries (parser registered on import), and the live Admin API
+(consumers, credentials, delete/revoke, probes: see the section "live API" at the end).
 
 Format `kong-log`: the JSON entry Kong's log serializer writes for each request (`file-log`, `http-log`,
 `tcp-log`, `udp-log`...; connectors.md §6.1), in three shapes, chosen from the first non-blank character:
@@ -33,11 +34,12 @@ service are what was called, so they go to `extra` (`route`, `service`), not to 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import quote, unquote_plus
 
 import ijson
 import orjson
@@ -46,6 +48,7 @@ from casefile.formats import Format, SourceStream, json_lines, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.secrets import fingerprint, is_secret_field, normalise
 from casefile.timeutil import TimeError, to_utc_iso
+from connectors import gateway
 from connectors._common import (
     JsonDepthScanner,
     PrefixedStream,
@@ -57,6 +60,10 @@ from connectors._common import (
     stream_json_items,
     text_reader,
 )
+from connectors.act import SnapshotFn, take
+from connectors.config import ConnectorSettings
+from connectors.http import ConnectorClient, ConnectorError
+from connectors.verdict import REVOKED_UNVERIFIED, REVOKED_VERIFIED, STILL_LIVE, Verdict
 
 VENDOR = "kong"
 REDACTED = "[redacted]"
@@ -367,3 +374,323 @@ register(
         splittable=json_lines,
     )
 )
+
+
+# ---------------------------------------------------------------- live API
+#
+# Kong Gateway Admin API, live: consumers and their credentials, find a leaked key, delete a credential,
+# revoke an OAuth2 token, and probe that a credential is gone, through `ConnectorClient`.
+#
+# The client's base URL is the Admin API (`http://localhost:8001`, or a path prefix behind a proxy). Kong OSS
+# declares no authentication on it (kong-oss.yaml has no security scheme: keep it on a private network);
+# Kong Enterprise RBAC reads the `Kong-Admin-Token` header [K: not in the OSS spec], so the connector secret,
+# when set, is sent there on every request. Listings page with `size` (1..1000) and the body's `offset`, sent
+# back as `?offset=` (`ConnectorClient.paginate_cursor`).
+#
+# Credentials never leave this module raw. Kong answers credential objects *with their secrets* (key-auth
+# `key` is the API key itself; jwt `secret`, hmac-auth `secret`, oauth2 `client_secret`, oauth2 token
+# `access_token`/`refresh_token`, basic-auth `password` hash). `safe_credential` replaces each such field by
+# `<field>_sha256` (the case's `sha256:` key, casefile.secrets.fingerprint) and `<field>_preview` (masked); every
+# verb returns and snapshots only that. A leaked key is found by listing `/key-auths` and comparing
+# fingerprints in memory (the Admin API has no `?key=` filter in 3.9; `GET /key-auths/{key}` would resolve it
+# too, but it writes the raw key into the Admin API's access log and URL, so stanch does not use it).
+#
+# Verdicts (ARCHITECTURE §4): `probe_credential` is `revoked-verified` only when Kong answers the credential's
+# GET with 404, `still-live` on 200 for the same id, else `revoked-unverified`. `probe_proxy` asks the gateway
+# itself (through the proxy port) with the key: 401 is refused (`revoked-verified`), 2xx/3xx `still-live`.
+#
+# Pull: none. The Admin API has no event or change feed, and a credential carries no usage (only
+# `created_at`, `ttl`), so an inventory pull would add objects, not evidence; the credential ↔ consumer ↔
+# fingerprint link a responder needs is `find_key` / `list_credentials`, on demand. Usage comes from the
+# log plugins (`kong-log`).
+
+ADMIN_TOKEN_HEADER = "Kong-Admin-Token"  # noqa: S105  (a header name, not a secret)
+#: credential plugin → (per-consumer collection, global collection or None)
+CREDENTIAL_KINDS: dict[str, tuple[str, str | None]] = {
+    "key-auth": ("key-auth", "key-auths"),
+    "jwt": ("jwt", "jwts"),
+    "basic-auth": ("basic-auth", "basic-auths"),
+    "hmac-auth": ("hmac-auth", "hmac-auths"),
+    "oauth2": ("oauth2", "oauth2"),
+}
+#: fields of Kong credential objects that hold a secret, per plugin ("oauth2_token" for /oauth2_tokens)
+SECRET_FIELDS: dict[str, tuple[str, ...]] = {
+    "key-auth": ("key",),
+    "jwt": ("secret",),
+    "basic-auth": ("password",),
+    "hmac-auth": ("secret",),
+    "oauth2": ("client_secret",),
+    "oauth2_token": ("access_token", "refresh_token"),
+}
+PAGE_SIZE = 1000  # Kong's maximum `size`
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~@:-]{0,253}")  # a Kong id or username as it goes into a path
+
+
+def client_for(settings: ConnectorSettings, secret: str, **kwargs: Any) -> ConnectorClient:
+    """A `ConnectorClient` for a `kong` connector: the secret, when set, goes as `Kong-Admin-Token`.
+
+    `kwargs` are `ConnectorClient` options that override those taken from the settings."""
+    cert = (settings.client_cert, settings.client_key or settings.client_cert) if settings.client_cert else None
+    options: dict[str, Any] = {
+        "timeout": (settings.connect_timeout, settings.read_timeout), "verify": settings.ca_bundle or True,
+        "cert": cert, "concurrency": settings.concurrency, "rate_limit_per_s": settings.rate_limit,
+    }
+    options.update(kwargs)
+    header = {ADMIN_TOKEN_HEADER: secret} if secret else {}
+    return ConnectorClient(settings.name, settings.url, auth_header=lambda: dict(header), **options)
+
+
+def _seg(value: str, what: str) -> str:
+    text = value.strip()
+    if not _ID_RE.fullmatch(text):
+        raise ValueError(f"{what} {value!r} is not a Kong id or name (letters, digits, '._~@:-')")
+    return quote(text, safe="")
+
+
+def _kind(kind: str) -> tuple[str, str | None]:
+    if kind not in CREDENTIAL_KINDS:
+        raise ValueError(f"unknown Kong credential kind {kind!r}; choose one of {', '.join(CREDENTIAL_KINDS)}")
+    return CREDENTIAL_KINDS[kind]
+
+
+def safe_credential(kind: str, obj: Any) -> dict[str, Any]:
+    """The credential object with every secret field replaced by `<field>_sha256` and `<field>_preview`."""
+    if not isinstance(obj, dict):
+        return {}
+    out: dict[str, Any] = {}
+    secret_fields = SECRET_FIELDS.get(kind, ())
+    for key, value in obj.items():
+        if key in secret_fields:
+            if isinstance(value, str) and value.strip():
+                fp = fingerprint(value)
+                out[f"{key}_sha256"] = fp.keys[0]
+                out[f"{key}_preview"] = fp.preview
+            continue
+        out[key] = value
+    return out
+
+
+def credential_key(cred_id: str) -> str:
+    """The case key of a Kong credential id, as the `kong-log` parser files `authenticated_entity.id`."""
+    return f"kong-credential:{cred_id}"
+
+
+# ------------------------------------------------------------------------------------------- reads
+
+
+async def info(client: ConnectorClient) -> dict[str, Any]:
+    """`GET /`: the node's version, edition, hostname, node id and plugins (without `configuration`)."""
+    body = await client.get_json("/")
+    return body if isinstance(body, dict) else {}
+
+
+def whoami(settings: ConnectorSettings, secret: str, **client_options: Any) -> dict[str, Any]:
+    """`stanch connector test` hook: the Kong node the Admin API answers for (non-secret facts only)."""
+
+    async def ask() -> dict[str, Any]:
+        async with client_for(settings, secret, **client_options) as client:
+            body = await info(client)
+        plugins = body.get("plugins") if isinstance(body.get("plugins"), dict) else {}
+        enabled = plugins.get("enabled_in_cluster") if isinstance(plugins, dict) else None
+        return {"version": body.get("version"), "edition": body.get("edition"), "hostname": body.get("hostname"),
+                "node_id": body.get("node_id"), "tagline": body.get("tagline"),
+                "plugins_enabled": enabled if isinstance(enabled, list) else None,
+                "credential_plugins": sorted(k for k in CREDENTIAL_KINDS
+                                             if isinstance(enabled, list) and k in enabled)}
+
+    return asyncio.run(ask())
+
+
+def _listing(client: ConnectorClient, path: str, *, max_pages: int | None, page_size: int,
+             tags: str | None = None) -> AsyncIterator[Any]:
+    params: dict[str, Any] = {"size": page_size}
+    if tags:
+        params["tags"] = tags
+    return client.paginate_cursor(path, cursor_path="offset", cursor_param="offset", items_path="data",
+                                  params=params, max_pages=max_pages)
+
+
+async def list_consumers(client: ConnectorClient, *, tags: str | None = None, max_pages: int | None = None,
+                         page_size: int = PAGE_SIZE) -> AsyncIterator[dict[str, Any]]:
+    """`GET /consumers`, every page: `id`, `username`, `custom_id`, `created_at`, `tags`."""
+    async for item in _listing(client, "/consumers", tags=tags, max_pages=max_pages, page_size=page_size):
+        if isinstance(item, dict):
+            yield item
+
+
+async def list_credentials(client: ConnectorClient, kind: str, consumer: str | None = None, *,
+                           max_pages: int | None = None, page_size: int = PAGE_SIZE
+                           ) -> AsyncIterator[dict[str, Any]]:
+    """A consumer's credentials of one plugin (`/consumers/{c}/key-auth`, …), or every consumer's through the
+    global collection (`/key-auths`, `/jwts`, …) when `consumer` is None. Secrets are fingerprinted."""
+    nested, flat = _kind(kind)
+    if consumer is not None:
+        path = f"/consumers/{_seg(consumer, 'consumer')}/{nested}"
+    elif flat is not None:
+        path = f"/{flat}"
+    else:
+        raise ValueError(f"Kong has no global collection for {kind}; name the consumer")
+    async for item in _listing(client, path, max_pages=max_pages, page_size=page_size):
+        if isinstance(item, dict):
+            yield safe_credential(kind, item)
+
+
+async def list_oauth2_tokens(client: ConnectorClient, *, max_pages: int | None = None,
+                             page_size: int = PAGE_SIZE) -> AsyncIterator[dict[str, Any]]:
+    """`GET /oauth2_tokens` (the oauth2 plugin's issued tokens), tokens fingerprinted. Not in the OSS spec."""
+    async for item in _listing(client, "/oauth2_tokens", max_pages=max_pages, page_size=page_size):
+        if isinstance(item, dict):
+            yield safe_credential("oauth2_token", item)
+
+
+async def find_key(client: ConnectorClient, raw_key: str, *, max_pages: int | None = None,
+                   page_size: int = PAGE_SIZE) -> dict[str, Any] | None:
+    """The key-auth credential whose key is `raw_key` (fingerprinted in memory, compared with every listed
+    key's fingerprint), safe (no raw key), with `credential_key`; None when no key-auth credential matches.
+
+    `raw_key` is held for this call only and never sent to Kong."""
+    wanted = fingerprint(raw_key).keys[0]
+    async for item in _listing(client, "/key-auths", max_pages=max_pages, page_size=page_size):
+        if not isinstance(item, dict):
+            continue
+        key = item.get("key")
+        if isinstance(key, str) and key.strip() and fingerprint(key).keys[0] == wanted:
+            found = safe_credential("key-auth", item)
+            found["credential_key"] = credential_key(str(item.get("id")))
+            return found
+    return None
+
+
+async def get_credential(client: ConnectorClient, kind: str, consumer: str, cred_id: str) -> dict[str, Any]:
+    """`GET /consumers/{c}/{plugin}/{id}`, secrets fingerprinted."""
+    nested, _ = _kind(kind)
+    body = await client.get_json(f"/consumers/{_seg(consumer, 'consumer')}/{nested}/{_seg(cred_id, 'credential id')}")
+    return safe_credential(kind, body)
+
+
+# ------------------------------------------------------------------------------------------- acts
+
+
+async def delete_credential(client: ConnectorClient, kind: str, consumer: str, cred_id: str, *,
+                            snapshot: SnapshotFn | None = None) -> dict[str, Any]:
+    """Delete one credential (`DELETE /consumers/{c}/{plugin}/{id}`, 204). Snapshot first.
+
+    The credential (secrets fingerprinted) goes to `snapshot("kong.credential", id, ...)` before the DELETE.
+    Kong answers 204 whether or not it existed (spec), so follow with `probe_credential`."""
+    nested, _ = _kind(kind)
+    path = f"/consumers/{_seg(consumer, 'consumer')}/{nested}/{_seg(cred_id, 'credential id')}"
+    before = safe_credential(kind, await client.get_json(path))
+    before["plugin"] = kind
+    take(snapshot, "kong.credential", cred_id, before)
+    r = await client.request("DELETE", path)
+    return {"snapshot": before, "status_code": r.status_code}
+
+
+async def revoke_oauth2_token(client: ConnectorClient, token_id: str, *, snapshot: SnapshotFn | None = None
+                              ) -> dict[str, Any]:
+    """Revoke an oauth2-plugin token by its **id** (`DELETE /oauth2_tokens/{id}`). Snapshot first
+    (`kong.oauth2_token`, tokens fingerprinted). Kong also accepts the access token itself in place of the id
+    (`endpoint_key`); stanch sends the id so that no token travels in a URL."""
+    path = f"/oauth2_tokens/{_seg(token_id, 'token id')}"
+    before = safe_credential("oauth2_token", await client.get_json(path))
+    take(snapshot, "kong.oauth2_token", token_id, before)
+    r = await client.request("DELETE", path)
+    return {"snapshot": before, "status_code": r.status_code}
+
+
+# ------------------------------------------------------------------------------------------- probes
+
+
+async def _probe_get(client: ConnectorClient, path: str, cred_id: str, what: str) -> Verdict:
+    try:
+        r = await client.request("GET", path, accept_status=(401, 403, 404))
+    except ConnectorError as e:
+        return Verdict(REVOKED_UNVERIFIED, f"GET {what} failed, nothing proven: {e}", http_status=e.status)
+    if r.status_code == 404:
+        return Verdict(REVOKED_VERIFIED, f"Kong answered GET {what} with 404: no such credential", http_status=404)
+    if r.status_code == 200:
+        try:
+            body = client._json(r)
+        except ConnectorError as e:
+            return Verdict(REVOKED_UNVERIFIED, f"GET {what} answered 200 without JSON: {e}", http_status=200)
+        if isinstance(body, dict) and body.get("id") == cred_id:
+            return Verdict(STILL_LIVE, f"Kong still has {what} (created_at {body.get('created_at')})",
+                           http_status=200)
+        return Verdict(REVOKED_UNVERIFIED, f"GET {what} answered 200 for another object", http_status=200)
+    return Verdict(REVOKED_UNVERIFIED, f"GET {what} answered {r.status_code}: the responder's Admin API access is "
+                   "refused, so nothing is proven about the credential", http_status=r.status_code)
+
+
+async def probe_credential(client: ConnectorClient, kind: str, consumer: str, cred_id: str) -> Verdict:
+    """Is the credential gone from Kong? 404 on its GET proves it; 200 (same id) is `still-live`."""
+    nested, _ = _kind(kind)
+    path = f"/consumers/{_seg(consumer, 'consumer')}/{nested}/{_seg(cred_id, 'credential id')}"
+    return await _probe_get(client, path, cred_id, f"{kind} credential {cred_id}")
+
+
+async def probe_oauth2_token(client: ConnectorClient, token_id: str) -> Verdict:
+    """Is the oauth2 token gone? 404 on `GET /oauth2_tokens/{id}` proves it."""
+    return await _probe_get(client, f"/oauth2_tokens/{_seg(token_id, 'token id')}", token_id,
+                            f"oauth2 token {token_id}")
+
+
+async def probe_proxy(proxy: ConnectorClient, raw_credential: str, path: str, *, kind: str = "key-auth",
+                      key_name: str = "apikey", in_query: bool = False) -> Verdict:
+    """Ask the gateway itself: one read-only `GET path` through Kong's **proxy** with the credential.
+
+    `proxy` is a `ConnectorClient` on the proxy URL without an auth header. jwt and oauth2 credentials are
+    bearer tokens: this is `connectors.gateway.probe` (its verdict rules). A key-auth key goes in the header
+    `key_name` (Kong's default `apikey`) or, with `in_query`, the query parameter of that name: 401 means Kong
+    refused it (`revoked-verified`: revoked, expired or never valid alike), 2xx/3xx `still-live`, anything else
+    (403 from an ACL, 404, 5xx, no answer) `revoked-unverified`. The key is scrubbed from journal and errors."""
+    if kind in ("jwt", "oauth2"):
+        return await gateway.probe(proxy, raw_credential, path, "Bearer")
+    if kind != "key-auth":
+        raise ValueError(f"probe_proxy cannot send a {kind} credential; use key-auth, jwt or oauth2")
+    if not _HEADER_NAME.fullmatch(key_name):
+        raise ValueError(f"{key_name!r} is not a header or parameter name")
+    where = f"Kong proxy {proxy.name}: GET {path.split('?', 1)[0]}"
+    try:
+        if in_query:
+            r = await proxy.request("GET", path, params={key_name: raw_credential}, secrets=[raw_credential],
+                                    accept_status=_PROXY_ACCEPTED)
+        else:
+            r = await proxy.request("GET", path, auth={key_name: raw_credential}, accept_status=_PROXY_ACCEPTED)
+    except ConnectorError as e:
+        return _key_verdict(REVOKED_UNVERIFIED, f"{where} failed: {e}; not evidence either way", raw_credential,
+                            e.status)
+    status = r.status_code
+    if status < 400:
+        return _key_verdict(STILL_LIVE, f"{where} answered {status}: Kong still lets the key through", raw_credential,
+                            status)
+    if status == 401:
+        return _key_verdict(REVOKED_VERIFIED, f"{where} answered 401: Kong refused the key (refused means revoked, "
+                            "expired or never valid; Kong does not say which)", raw_credential, status)
+    return _key_verdict(REVOKED_UNVERIFIED, f"{where} answered {status}: not a refusal of the key (an ACL or the "
+                        "upstream may answer this); choose a path the key may read", raw_credential, status)
+
+
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
+_PROXY_ACCEPTED = tuple(s for s in range(400, 500) if s != 429)
+
+
+def _key_verdict(status: str, evidence: str, raw: str, http_status: int | None = None) -> Verdict:
+    if raw and raw in evidence:
+        evidence = evidence.replace(raw, "[key]")
+    return Verdict(status, evidence, http_status=http_status)
+
+
+
+# ------------------------------------------------------------------------------------------- revocation set
+
+from casefile.blast import RevokeHow, register_revoker  # noqa: E402
+
+
+@register_revoker
+def revoker(credential: dict[str, Any]) -> RevokeHow | None:
+    """Kong consumer credentials by id (`kong-credential:<id>`): deleted over the Admin API, no raw key needed."""
+    for key in credential.get("keys") or []:
+        if key.startswith("kong-credential:"):
+            return RevokeHow("kong", "delete-credential", key.removeprefix("kong-credential:"), needs_raw_secret=False,
+                             note="its consumer keeps its other credentials; probe through the proxy too")
+    return None

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -103,13 +104,19 @@ def stop_prism(peer: PrismPeer) -> None:
             proc.wait(timeout=5)
 
 
+# One violation object as Prism writes it in `sl-violations`.
+_VIOLATION = re.compile(r'\{"location":\[[^\]]*\],"severity":"[^"]*","code":"?[^",]*"?,"message":"(?:[^"\\]|\\.)*"\}')
+
+
 def violations(response: httpx.Response) -> list[dict[str, Any]]:
     """The violations Prism reported for this exchange: the `sl-violations` header (request and response
     violations, on answers built from the spec) plus the `validation` list of Prism's own 422 problem body."""
     found: list[Any] = []
     raw = response.headers.get("sl-violations")
-    if raw:
+    if raw and raw.startswith("["):
         found.extend(json.loads(raw))
+    elif raw:  # "Too many violations! [...]" (cut short): read the whole violation objects it still holds
+        found.extend(json.loads(m.group(0)) for m in _VIOLATION.finditer(raw))
     if response.headers.get("content-type", "").startswith("application/problem+json"):
         try:
             body = response.json()

@@ -33,7 +33,7 @@ CHILD = textwrap.dedent('''
 
     # Built at run time: no source line holds it.
     secret = "stanch-FAKE-" + "".join(chr(ord("a") + (i * 7) % 26) for i in range(28))
-    done = config.add_connector(ConnectorSettings(name="lab-vault", kind="kong", url="https://kong.example.test"),
+    done = config.add_connector(ConnectorSettings(name="lab-vault", kind="gateway", url="https://gw.example.test"),
                                 lambda: secret + "\\n")
     assert done["keyring_backend"] == qual, done
     assert config.secret_for("lab-vault") == secret
