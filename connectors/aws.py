@@ -765,6 +765,8 @@ _KEY_REFUSED = frozenset({"InvalidClientTokenId", "InvalidAccessKeyId"})
 _CRED_ERRORS = frozenset({*_KEY_REFUSED, "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException",
                           "IncompleteSignature", "MissingAuthenticationToken", "UnrecognizedClientException",
                           "InvalidSignatureException"})
+_THROTTLED = frozenset({"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
+                        "RequestThrottled", "SlowDown"})
 _DENIED = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
 _NOT_FOUND = frozenset({"NoSuchEntity", "NoSuchEntityException"})
 
@@ -956,10 +958,19 @@ class AwsSession:
         signed = sign(use, service, ep.signing_region, "POST", ep.url, body, headers)
         secret_headers = {k: v for k, v in signed.items() if k.lower() in ("authorization", "x-amz-security-token")}
         plain = {k: v for k, v in signed.items() if k not in secret_headers}
-        r = await client.request("POST", ep.url, content=body, headers=plain, auth=secret_headers,
-                                 secrets=use.secrets(), idempotent=idempotent,
-                                 accept_status=tuple(range(400, 429)) + tuple(range(430, 500)))
-        code, message = _error_of(r) if r.status_code >= 400 else (None, None)
+        attempt = 0
+        while True:
+            r = await client.request("POST", ep.url, content=body, headers=plain, auth=secret_headers,
+                                     secrets=use.secrets(), idempotent=idempotent,
+                                     accept_status=tuple(range(400, 429)) + tuple(range(430, 500)))
+            code, message = _error_of(r) if r.status_code >= 400 else (None, None)
+            # AWS throttles with 400 and a code, not 429 (IAM `Throttling`, CloudTrail `ThrottlingException`,
+            # EC2 `RequestLimitExceeded`): wait and resend within the client's retry budget. The signature
+            # stays valid for 5 minutes, which the backoff cap keeps within.
+            if code not in _THROTTLED or attempt >= client.max_retries:
+                break
+            attempt += 1
+            await client._sleep(client._backoff(attempt))
         return AwsResponse(r.status_code, code, client._scrub(message) if message else None, r.content,
                            r.headers.get("x-amzn-requestid"))
 

@@ -490,3 +490,32 @@ def pull_pages_filtered(fake: FakeCloudTrail, filters: dict[str, str]) -> list[P
                                           filters=filters)]
 
     return run(main())
+
+
+def test_throttling_is_waited_out_within_the_retry_budget() -> None:
+    # AWS throttles with HTTP 400 and an error code, not 429 (AWS CloudTrail API Reference, LookupEvents,
+    # "Errors": ThrottlingException; JSON 1.1 error body {"__type": ..., "message": ...}).
+    records = [ct_record(i, T0 + timedelta(minutes=i)) for i in range(2)]
+    fake = FakeCloudTrail(records)
+    throttled = [2]
+    waits: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if throttled[0]:
+            throttled[0] -= 1
+            return httpx.Response(400, json={"__type": "ThrottlingException", "message": "Rate exceeded"})
+        return fake(request)
+
+    async def sleep(s: float) -> None:
+        waits.append(s)
+
+    async def main(retries: int) -> list[Page]:
+        return [p async for p in aws.pull(fake_settings(), SECRET, since=None, until=None, cursors={},
+                                          client_options={"transport": httpx.MockTransport(handler),
+                                                          "sleep": sleep, "max_retries": retries})]
+
+    pages = run(main(3))
+    assert sum(len(p.records) for p in pages) == 2 and len(waits) == 2
+    throttled[0] = 5
+    with pytest.raises(ConnectorError, match="ThrottlingException"):
+        run(main(1))

@@ -543,3 +543,33 @@ def test_pulled_pages_ingest_and_dedupe_with_the_exported_file(tmp_path: Path) -
                                                   ("ev-0002", "token.refresh"), ("ev-0003", "auth.fail")]
         cursors = dict(case.conn.execute("SELECT stream, cursor FROM pull_cursors WHERE connector = 'kc-test'"))
         assert cursors == {"events": str(T0 + 3000), "admin-events": str(T0 + 4000)}
+
+
+def test_a_429_from_keycloak_is_waited_out_and_the_listing_completes() -> None:
+    # Keycloak (or the proxy in front of it) throttling with 429 + Retry-After; bodies shaped as the spec's
+    # ClientRepresentation list. The token endpoint answers as in the client-credentials grant.
+    calls: list[str] = []
+    throttled = [True]
+    waits: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        if request.url.path == TOKEN:
+            return httpx.Response(200, json={"access_token": ACCESS_TOKEN, "expires_in": 300, "token_type": "Bearer"})
+        if throttled[0]:
+            throttled[0] = False
+            return httpx.Response(429, headers={"Retry-After": "3"})
+        return httpx.Response(200, json=[{"id": "u1", "clientId": "drift", "secret": "stanch-FAKE-should-drop"}])
+
+    async def sleep(s: float) -> None:
+        waits.append(s)
+
+    async def go() -> list[dict[str, Any]]:
+        admin = kc.open_admin(settings(f"http://kc.test/realms/{REALM}"), CLIENT_SECRET, sleep=sleep,
+                              transport=httpx.MockTransport(handler))
+        async with admin.client:
+            return await kc.list_clients(admin, "drift")
+
+    found = asyncio.run(go())
+    assert [c["clientId"] for c in found] == ["drift"] and "secret" not in found[0]
+    assert waits and waits[0] >= 3 and calls.count(f"/admin/realms/{REALM}/clients") == 2

@@ -345,3 +345,23 @@ def test_probe_proxy_with_a_bearer_credential_is_the_gateway_probe() -> None:
 
     v = run(go())
     assert v.status == REVOKED_VERIFIED and "gateway kong-proxy" in v.evidence
+
+
+def test_a_429_from_kong_is_waited_out_and_the_listing_completes() -> None:
+    # Kong's rate-limiting plugin answers 429 with Retry-After (Kong docs: "Rate Limiting plugin", headers);
+    # the listing's body is shaped as the Admin API's paginated collection ({"data": [...], "offset": ...}).
+    answers = [httpx.Response(429, headers={"Retry-After": "2"}, json={"message": "API rate limit exceeded"}),
+               httpx.Response(200, json={"data": [{"id": "c1", "username": "drift"}], "offset": "p2"}),
+               httpx.Response(200, json={"data": [{"id": "c2", "username": "sync"}], "offset": None})]
+    waits: list[float] = []
+
+    async def sleep(s: float) -> None:
+        waits.append(s)
+
+    async def go() -> list[dict[str, Any]]:
+        async with kong.client_for(settings("http://kong.test:8001"), ADMIN_TOKEN, sleep=sleep,
+                                   transport=httpx.MockTransport(lambda r: answers.pop(0))) as c:
+            return [x async for x in kong.list_consumers(c)]
+
+    assert [x["id"] for x in asyncio.run(go())] == ["c1", "c2"]
+    assert waits and waits[0] >= 2
