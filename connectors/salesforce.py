@@ -744,3 +744,769 @@ register(
         splittable=json_lines,
     )
 )
+
+
+# ================================================================================================ live
+#
+# Salesforce, live: who am I, the OauthToken inventory (with the object's 2,500-row cap), revoke by DeleteToken,
+# probes, connected-app OAuth usage, and the pull (EventLogFile downloads straight into `salesforce-eventlogfile`,
+# LoginHistory and SetupAuditTrail records into `salesforce-eventlog-json`), all through `ConnectorClient`
+# (connectors/http.py: retries, rate limits, `nextRecordsUrl` pager, redacted journal).
+#
+# Settings: `url` = the My Domain instance URL (`https://acme.my.salesforce.com`); the secret = an access token
+# (session id), e.g. `sf org display --target-org acme` → "Access Token", sent as `Authorization: Bearer …`.
+# API version: `API_VERSION` (v62.0, Winter '25: every object and field used here exists since v37.0 or earlier,
+# and a v62.0 path keeps working on later releases; bump it here only).
+#
+# No offline contract exists for Salesforce (test-peers-saas.md §5): the tests serve a hand-written OpenAPI
+# fragment (tests/fixtures/salesforce/spec/salesforce-fragment.yaml, each path naming the Salesforce page it comes
+# from) through Prism.
+#
+# | function / verb        | requests                                                                   | undo  |
+# |------------------------|----------------------------------------------------------------------------|-------|
+# | `whoami` / `me`        | GET /services/oauth2/userinfo                                              |       |
+# | `list_tokens`          | GET …/query?q=SELECT COUNT() FROM OauthToken…, then SELECT … (partitioned) |       |
+# | `oauth_usage`          | `list_tokens`, grouped by AppName on this side                             |       |
+# | `revoke_token`         | GET …/query (the row and its DeleteToken), POST /services/oauth2/revoke    | none  |
+# | `revoke_app_tokens`    | `list_tokens(app_name=…)`, then `revoke_token` for each                    | none  |
+# | `probe_token`          | GET …/query (still listed?), GET …/limits as the leaked token (optional)   |       |
+# | `pull`                 | EventLogFile list + GET …/sobjects/EventLogFile/{id}/LogFile; LoginHistory; |       |
+# |                        | SetupAuditTrail                                                            |       |
+#
+# Secrets. OauthToken's `AccessToken` (in fact the refresh token), `RequestToken` and `DeleteToken` are
+# credentials. The inventory never selects them; `revoke_token` selects `DeleteToken` for the one row it revokes,
+# hands it to the client as a secret (scrubbed from the journal and errors), never puts it in a snapshot, a
+# return value or a log, and drops it after the POST. `_without_secrets` strips all three from any row returned.
+#
+# Token identity. The Object Reference lists `Id` (OAuth Token ID) on OauthToken, but some versions of the page
+# describe it as "reserved for future use; currently always null". So a token is named by its `Id` when the org
+# returns one, else by (UserId, AppName, CreatedDate): `TokenKey`.
+
+import asyncio  # noqa: E402
+import codecs  # noqa: E402
+import hashlib  # noqa: E402
+import time as _clock  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
+
+import httpx  # noqa: E402
+
+from casefile.ingest import OCCURRENCE_WINDOW  # noqa: E402
+from connectors.act import SnapshotFn, take  # noqa: E402
+from connectors.config import ConfigError, ConnectorSettings  # noqa: E402
+from connectors.http import (  # noqa: E402
+    REQUEST_ID_HEADER,
+    USER_AGENT,
+    ConnectorClient,
+    ConnectorError,
+    JournalEntry,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
+    UnexpectedResponseError,
+)
+from connectors.pull import Page  # noqa: E402
+from connectors.verdict import REVOKED_UNVERIFIED, REVOKED_VERIFIED, STILL_LIVE, Verdict  # noqa: E402
+
+#: The REST API version of every data path (see the note above).
+API_VERSION = "v62.0"
+DATA = f"/services/data/{API_VERSION}"
+QUERY_PATH = f"{DATA}/query"
+USERINFO_PATH = "/services/oauth2/userinfo"
+REVOKE_PATH = "/services/oauth2/revoke"
+LIMITS_PATH = f"{DATA}/limits"
+
+#: Object Reference, OauthToken, Usage: "A query() call returns up to 500 rows. A queryMore() call returns 500
+#: more, up to 2500 total. No more records are returned after 2500." (API 34.0+). So COUNT() first.
+OAUTH_TOKEN_CAP = 2500
+TOKEN_FIELDS = ("Id", "AppName", "UserId", "CreatedDate", "LastUsedDate", "UseCount", "AppMenuItemId")
+SECRET_FIELDS = frozenset({"AccessToken", "RequestToken", "DeleteToken"})
+
+#: Streams of the pull and the parsers their pages go through.
+ELF_STREAM, ELF_FORMAT = "eventlogfile", "salesforce-eventlogfile"
+LOGIN_STREAM, AUDIT_STREAM, JSON_FORMAT = "loginhistory", "setupaudittrail", "salesforce-eventlog-json"
+#: EventLogFile types pulled by default: logins, API use, exports, and UniqueQuery (the Drift recon pattern:
+#: which objects and fields were queried, incidents.md §1.8).
+DEFAULT_EVENT_TYPES = ("Login", "LoginAs", "Logout", "API", "RestApi", "BulkApi", "BulkApi2", "UniqueQuery", "URI",
+                       "ApiTotalUsage", "ReportExport")
+#: Most bytes of CSV rows per pulled page: a large log file is streamed and cut into pages of about this size,
+#: each starting with the file's header (see `elf_pages`).
+ELF_PAGE_BYTES = 4 << 20
+LOGIN_FIELDS = ("Id", "UserId", "LoginTime", "LoginType", "SourceIp", "LoginUrl", "Browser", "Platform", "Status",
+                "Application", "ClientVersion", "ApiType", "ApiVersion", "CountryIso")
+AUDIT_FIELDS = ("Id", "Action", "Section", "CreatedDate", "CreatedById", "CreatedBy.Username", "Display",
+                "DelegateUser", "ResponsibleNamespacePrefix", "CreatedByContext", "CreatedByIssuer")
+#: `stanch pull --filter` names this module takes (they narrow the eventlogfile stream only).
+FILTERS = frozenset({"EventType", "Interval"})
+
+_SFID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
+_EVENT_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,79}")
+
+
+def client_for(settings: ConnectorSettings, secret: str, **kwargs: Any) -> ConnectorClient:
+    """A `ConnectorClient` for a `salesforce` connector: the access token as `Authorization: Bearer <token>`.
+
+    `settings.url` is the My Domain URL. `kwargs` override the options taken from the settings (tests pass
+    `transport`, `sleep`, `clock`)."""
+    cert = (settings.client_cert, settings.client_key or settings.client_cert) if settings.client_cert else None
+    options: dict[str, Any] = {
+        "timeout": (settings.connect_timeout, settings.read_timeout), "verify": settings.ca_bundle or True,
+        "cert": cert, "concurrency": settings.concurrency, "rate_limit_per_s": settings.rate_limit,
+        "headers": {"Accept": "application/json"},
+    }
+    options.update(kwargs)
+    token = _bare(secret)
+    return ConnectorClient(settings.name, settings.url, auth_header=lambda: {"Authorization": f"Bearer {token}"},
+                           **options)
+
+
+def _bare(token: str) -> str:
+    text = token.strip()
+    return text[7:].strip() if text[:7].lower() == "bearer " else text
+
+
+# ------------------------------------------------------------------------------------------- SOQL
+
+
+def soql_str(value: str) -> str:
+    """A SOQL string literal (quotes and backslashes escaped)."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def soql_datetime(value: str) -> str:
+    """A SOQL dateTime literal (unquoted UTC, whole seconds: `2025-08-08T00:00:00Z`) from any ISO 8601 time."""
+    return _dt(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _dt(value: str) -> datetime:
+    iso = to_utc_iso(value)
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _sfid(value: str, what: str) -> str:
+    text = str(value).strip()
+    if not _SFID.fullmatch(text):
+        raise ValueError(f"{what} {value!r} is not a Salesforce id (15 or 18 letters and digits)")
+    return text
+
+
+def _without_secrets(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in SECRET_FIELDS}
+
+
+def _sf_errors(response: httpx.Response) -> str:
+    """`ERROR_CODE: message` of a REST error array (REST API Developer Guide, Status Codes and Error Responses)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    items = body if isinstance(body, list) else [body]
+    out = []
+    for item in items:
+        if isinstance(item, dict):
+            code = item.get("errorCode") or item.get("error")
+            msg = item.get("message") or item.get("error_description")
+            out.append(": ".join(str(x) for x in (code, msg) if isinstance(x, str) and x))
+    return " ".join("; ".join(o for o in out if o).split())[:200]
+
+
+def _error_code(response: httpx.Response) -> str:
+    text = _sf_errors(response)
+    return text.split(":", 1)[0] if text else ""
+
+
+async def _get(client: ConnectorClient, path: str | httpx.URL, params: Mapping[str, Any] | None = None
+               ) -> dict[str, Any]:
+    """GET a JSON object, reading Salesforce's 403 body: `REQUEST_LIMIT_EXCEEDED` (the org's API request limit,
+    documented as 403, not 429) becomes a `RateLimitedError` saying so; any other 403 a `PermissionDeniedError`
+    naming the errorCode."""
+    response = await client.request("GET", path, params=params, accept_status=(403,))
+    req = response.request
+    if response.status_code == 403:
+        code, rid = _error_code(response), req.headers.get(REQUEST_ID_HEADER)
+        if code == "REQUEST_LIMIT_EXCEEDED":
+            raise RateLimitedError(
+                f"403 REQUEST_LIMIT_EXCEEDED from {client.name}: the org's API request limit is used up "
+                f"({_sf_errors(response)}); see Setup > Company Information or GET {LIMITS_PATH} (DailyApiRequests) "
+                "and try again when the rolling 24-hour window allows", connector=client.name, status=403,
+                method="GET", path=req.url.path, request_id=rid)
+        raise PermissionDeniedError(
+            f"403 from {client.name}: {_sf_errors(response) or 'refused'} for GET {req.url.path}; the user needs API "
+            "Enabled, and View Event Log Files / View Setup and Configuration / Customize Application for these "
+            "objects", connector=client.name, status=403, method="GET", path=req.url.path, request_id=rid)
+    body = client._json(response)
+    if not isinstance(body, dict):
+        raise UnexpectedResponseError(
+            f"{response.status_code} from {client.name}: GET {req.url.path} is not a JSON object; check that the "
+            "base URL is the My Domain URL", connector=client.name, status=response.status_code, method="GET",
+            path=req.url.path)
+    return body
+
+
+async def query_pages(client: ConnectorClient, soql: str, *, max_pages: int | None = None
+                      ) -> AsyncIterator[tuple[httpx.URL, dict[str, Any]]]:
+    """Each batch of a SOQL query as (request URL, body), following `nextRecordsUrl` until `done` (REST API
+    Developer Guide, Query / Query More Results). Next links are followed on the base URL's origin only."""
+    url: str | httpx.URL = QUERY_PATH
+    params: Mapping[str, Any] | None = {"q": soql}
+    seen: set[str] = set()
+    pages = 0
+    while True:
+        body = await _get(client, url, params)
+        records = body.get("records")
+        if not isinstance(records, list):
+            raise UnexpectedResponseError(
+                f"200 from {client.name}: a query answer without `records`; check the API version",
+                connector=client.name, status=200, method="GET", path=QUERY_PATH)
+        sent = httpx.URL(str(client.base_url)).join(url) if params is None else httpx.URL(
+            str(client.base_url).rstrip("/") + QUERY_PATH, params=params)
+        yield sent, body
+        pages += 1
+        nxt = body.get("nextRecordsUrl")
+        if body.get("done", True) is True or not nxt or (max_pages is not None and pages >= max_pages):
+            return
+        target = httpx.URL(str(client.base_url)).join(str(nxt))
+        if str(target) in seen:
+            raise UnexpectedResponseError(
+                f"pagination loop from {client.name}: the same nextRecordsUrl twice; stop and report it",
+                connector=client.name, status=200, method="GET", path=target.path)
+        seen.add(str(target))
+        client._on_origin(target, "GET")
+        url, params = target, None
+
+
+async def query(client: ConnectorClient, soql: str) -> list[dict[str, Any]]:
+    """Every record of a SOQL query (all batches)."""
+    return [r async for _, body in query_pages(client, soql) for r in body["records"] if isinstance(r, dict)]
+
+
+async def count(client: ConnectorClient, sobject: str, where: str = "") -> int:
+    """`SELECT COUNT() FROM <sobject> [WHERE …]`: the answer's `totalSize`."""
+    soql = f"SELECT COUNT() FROM {sobject}" + (f" WHERE {where}" if where else "")
+    body = await _get(client, QUERY_PATH, {"q": soql})
+    total = body.get("totalSize")
+    if isinstance(total, bool) or not isinstance(total, int):
+        raise UnexpectedResponseError(f"200 from {client.name}: COUNT() answered without totalSize",
+                                      connector=client.name, status=200, method="GET", path=QUERY_PATH)
+    return total
+
+
+# ------------------------------------------------------------------------------------------- whoami
+
+
+async def me(client: ConnectorClient) -> dict[str, Any]:
+    """`GET /services/oauth2/userinfo`: the user and org the access token acts for."""
+    body = await _get(client, USERINFO_PATH)
+    return {"user_id": body.get("user_id"), "organization_id": body.get("organization_id"),
+            "preferred_username": body.get("preferred_username")}
+
+
+def whoami(settings: ConnectorSettings, secret: str) -> dict[str, Any]:
+    """`stanch connector test` hook: who the access token acts as (never the token)."""
+
+    async def ask() -> dict[str, Any]:
+        async with client_for(settings, secret) as client:
+            return await me(client)
+
+    return asyncio.run(ask())
+
+
+# ------------------------------------------------------------------------------------------- OauthToken
+
+
+@dataclass(frozen=True)
+class TokenKey:
+    """Names one OauthToken row without its secrets: its Id when the org returns one, else (user, app, created)."""
+
+    id: str | None = None
+    user_id: str | None = None
+    app_name: str | None = None
+    created: str | None = None  # ISO 8601
+
+    @staticmethod
+    def of(row: Mapping[str, Any]) -> TokenKey:
+        tid = row.get("Id")
+        if isinstance(tid, str) and tid:
+            return TokenKey(id=tid)
+        return TokenKey(user_id=row.get("UserId"), app_name=row.get("AppName"), created=row.get("CreatedDate"))
+
+    def where(self) -> str:
+        if self.id:
+            return f"Id = {soql_str(_sfid(self.id, 'token id'))}"
+        if not (self.user_id and self.app_name and self.created):
+            raise ValueError("a token is named by its Id, or by its UserId, AppName and CreatedDate together")
+        return (f"UserId = {soql_str(_sfid(self.user_id, 'user id'))} AND AppName = {soql_str(self.app_name)} "
+                f"AND CreatedDate = {soql_datetime(self.created)}")
+
+    def target(self) -> str:
+        """What a snapshot and a verdict call this token (never a secret)."""
+        if self.id:
+            return self.id
+        try:
+            created = soql_datetime(self.created or "")
+        except (TimeError, ValueError):
+            created = str(self.created)
+        return f"{self.user_id}/{self.app_name}/{created}"
+
+
+def _token_where(app_name: str | None, user_id: str | None) -> list[str]:
+    clauses = []
+    if app_name:
+        clauses.append(f"AppName = {soql_str(app_name)}")
+    if user_id:
+        clauses.append(f"UserId = {soql_str(_sfid(user_id, 'user id'))}")
+    return clauses
+
+
+async def count_tokens(client: ConnectorClient, *, app_name: str | None = None, user_id: str | None = None) -> int:
+    """How many OauthToken rows the responder can see (all users' only with Customize Application)."""
+    return await count(client, "OauthToken", " AND ".join(_token_where(app_name, user_id)))
+
+
+async def _edge(client: ConnectorClient, where: list[str], order: str) -> datetime | None:
+    soql = (f"SELECT CreatedDate FROM OauthToken{' WHERE ' + ' AND '.join(where) if where else ''} "
+            f"ORDER BY CreatedDate {order} LIMIT 1")
+    rows = await query(client, soql)
+    value = rows[0].get("CreatedDate") if rows else None
+    return _dt(value).replace(microsecond=0) if isinstance(value, str) and value else None
+
+
+async def _fetch_tokens(client: ConnectorClient, where: list[str], expected: int) -> list[dict[str, Any]]:
+    soql = (f"SELECT {', '.join(TOKEN_FIELDS)} FROM OauthToken{' WHERE ' + ' AND '.join(where) if where else ''} "
+            "ORDER BY CreatedDate")
+    rows = [_without_secrets(r) for r in await query(client, soql)]
+    if len(rows) < expected:
+        raise UnexpectedResponseError(
+            f"OauthToken from {client.name}: {len(rows)} rows of the {expected} COUNT() promised for one partition "
+            "(the object stops at 2,500); report it", connector=client.name, status=200, method="GET",
+            path=QUERY_PATH)
+    return rows
+
+
+async def list_tokens(client: ConnectorClient, *, app_name: str | None = None, user_id: str | None = None,
+                      cap: int = OAUTH_TOKEN_CAP) -> list[dict[str, Any]]:
+    """Every OauthToken row (optionally of one app and/or user), without secret fields, past the object's cap.
+
+    `COUNT()` first. When the count is above `cap` (2,500: the Object Reference's limit for this object), the
+    rows are fetched in CreatedDate ranges: the span from the oldest to the newest token is halved until each
+    range counts at most `cap`, so nothing is missed; a range's fetch must return what its COUNT() said. A
+    single second holding more than `cap` tokens is split by UserId. Ranges are half-open, so no row is fetched
+    twice.
+    """
+    base = _token_where(app_name, user_id)
+    total = await count(client, "OauthToken", " AND ".join(base))
+    if total <= cap:
+        return await _fetch_tokens(client, base, total) if total else []
+    first, last = await _edge(client, base, "ASC"), await _edge(client, base, "DESC")
+    if first is None or last is None:
+        raise UnexpectedResponseError(f"OauthToken from {client.name}: COUNT() says {total} but no CreatedDate",
+                                      connector=client.name, status=200, method="GET", path=QUERY_PATH)
+    out: list[dict[str, Any]] = []
+    ranges = [(first, last + timedelta(seconds=1))]
+    while ranges:
+        lo, hi = ranges.pop(0)
+        where = [*base, f"CreatedDate >= {lo:%Y-%m-%dT%H:%M:%SZ}", f"CreatedDate < {hi:%Y-%m-%dT%H:%M:%SZ}"]
+        n = await count(client, "OauthToken", " AND ".join(where))
+        if n == 0:
+            continue
+        if n <= cap:
+            out.extend(await _fetch_tokens(client, where, n))
+            continue
+        if hi - lo > timedelta(seconds=1):
+            mid = lo + timedelta(seconds=int((hi - lo).total_seconds()) // 2)
+            ranges[:0] = [(lo, mid), (mid, hi)]
+            continue
+        if user_id:
+            raise UnexpectedResponseError(
+                f"OauthToken from {client.name}: more than {cap} tokens of one user created in one second",
+                connector=client.name, status=200, method="GET", path=QUERY_PATH)
+        users = {r.get("UserId") for r in await query(
+            client, f"SELECT UserId FROM OauthToken WHERE {' AND '.join(where)} GROUP BY UserId")}
+        for uid in sorted(u for u in users if isinstance(u, str) and u):
+            part = [*where, f"UserId = {soql_str(_sfid(uid, 'user id'))}"]
+            out.extend(await _fetch_tokens(client, part, await count(client, "OauthToken", " AND ".join(part))))
+    return out
+
+
+async def oauth_usage(client: ConnectorClient) -> list[dict[str, Any]]:
+    """Connected-app OAuth usage from the token inventory, one entry per AppName: tokens, users, total
+    UseCount, newest LastUsedDate (the Setup page "Connected Apps OAuth Usage", computed from OauthToken)."""
+    apps: dict[str, dict[str, Any]] = {}
+    for row in await list_tokens(client):
+        name = str(row.get("AppName") or "")
+        app = apps.setdefault(name, {"app_name": name, "tokens": 0, "users": set(), "use_count": 0,
+                                     "last_used": None})
+        app["tokens"] += 1
+        if row.get("UserId"):
+            app["users"].add(row["UserId"])
+        uses = row.get("UseCount")
+        app["use_count"] += uses if isinstance(uses, int) and not isinstance(uses, bool) else 0
+        last = row.get("LastUsedDate")
+        if isinstance(last, str) and last and (app["last_used"] is None or _dt(last) > _dt(app["last_used"])):
+            app["last_used"] = last
+    return [{**a, "users": len(a["users"])} for a in sorted(apps.values(), key=lambda a: -a["tokens"])]
+
+
+async def get_token(client: ConnectorClient, key: TokenKey) -> dict[str, Any]:
+    """The one OauthToken row `key` names, without secrets (NotFoundError when gone, ValueError if ambiguous)."""
+    rows = await query(client, f"SELECT {', '.join(TOKEN_FIELDS)} FROM OauthToken WHERE {key.where()}")
+    return _one(client, key, [_without_secrets(r) for r in rows])
+
+
+def _one(client: ConnectorClient, key: TokenKey, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    if not rows:
+        raise NotFoundError(f"no OauthToken {key.target()} in {client.name} (already revoked, or not visible to "
+                            "this user: seeing other users' tokens needs Customize Application)",
+                            connector=client.name, status=200, method="GET", path=QUERY_PATH)
+    if len(rows) > 1:
+        raise ValueError(f"{len(rows)} OauthToken rows match {key.target()}; name the token by its Id")
+    return rows[0]
+
+
+async def revoke_token(client: ConnectorClient, key: TokenKey, snapshot: SnapshotFn | None = None
+                       ) -> dict[str, Any]:
+    """Revoke one OauthToken (its refresh token and the access tokens minted from it).
+
+    Fetches the row with its `DeleteToken` live, snapshots the row without it (`salesforce.oauth_token`: Id,
+    AppName, UserId, CreatedDate, LastUsedDate, UseCount, AppMenuItemId), then `POST /services/oauth2/revoke`
+    `token=<DeleteToken>` (form). 200 proves nothing (a revoke of a dead token also answers 200): follow with
+    `probe_token`. Not retried automatically. No undo: the user authorises the app again."""
+    rows = await query(client, f"SELECT {', '.join(TOKEN_FIELDS)}, DeleteToken FROM OauthToken WHERE {key.where()}")
+    body = _one(client, key, [_without_secrets(r) for r in rows])
+    delete_token = rows[0].get("DeleteToken")
+    rows.clear()
+    if not isinstance(delete_token, str) or not delete_token:
+        raise UnexpectedResponseError(
+            f"OauthToken {key.target()} in {client.name} has no DeleteToken for this user (revoking another user's "
+            "token needs Customize Application)", connector=client.name, status=200, method="GET", path=QUERY_PATH)
+    take(snapshot, "salesforce.oauth_token", key.target(), body)
+    try:
+        r = await client.request("POST", REVOKE_PATH, data={"token": delete_token}, secrets=(delete_token,))
+    finally:
+        del delete_token
+    return {"snapshot": body, "status_code": r.status_code}
+
+
+async def revoke_app_tokens(client: ConnectorClient, app_name: str, snapshot: SnapshotFn | None = None
+                            ) -> list[dict[str, Any]]:
+    """Revoke every OauthToken of a connected app (e.g. "Drift"): the full inventory of the app first (past the
+    cap), then `revoke_token` for each, each with its own snapshot. Stops at the first failure; what was revoked
+    before it is in the returned list only if the call returns, so callers record snapshots as they come."""
+    results = []
+    for row in await list_tokens(client, app_name=app_name):
+        results.append(await revoke_token(client, TokenKey.of(row), snapshot))
+    return results
+
+
+async def probe_token(client: ConnectorClient, key: TokenKey, leaked_access_token: str | None = None) -> Verdict:
+    """Is the token dead? Only positive evidence counts:
+
+    - the OauthToken query for it succeeds and returns no row (it is no longer listed), and
+    - when the responder holds the leaked access token, a read-only call made *with it* (`GET …/limits`) is
+      refused with 401 (`INVALID_SESSION_ID`).
+
+    A row still listed, or the leaked token accepted, is `still-live`; a failed query or any other answer is
+    `revoked-unverified`. The leaked token is sent once, as this request's auth, and scrubbed from the journal.
+    """
+    where = key.where()
+    what = f"OauthToken {key.target()}"
+    try:
+        rows = await query(client, f"SELECT {', '.join(TOKEN_FIELDS)} FROM OauthToken WHERE {where}")
+    except ConnectorError as e:
+        return Verdict(REVOKED_UNVERIFIED, f"{what}: the listing failed, nothing proven: {e}", http_status=e.status)
+    listed = bool(rows)
+    listing = f"{what} still listed (UseCount {rows[0].get('UseCount')}, last used " \
+              f"{rows[0].get('LastUsedDate')})" if listed else f"{what} no longer listed"
+    if leaked_access_token is None:
+        if listed:
+            return Verdict(STILL_LIVE, listing, http_status=200)
+        return Verdict(REVOKED_VERIFIED, f"{listing} (the query succeeded and returned 0 rows; other users' tokens "
+                       "are visible only with Customize Application)", http_status=200)
+    token = _bare(leaked_access_token)
+    try:
+        r = await client.request("GET", LIMITS_PATH, auth={"Authorization": f"Bearer {token}"},
+                                 accept_status=(401, 403))
+    except ConnectorError as e:
+        return Verdict(REVOKED_UNVERIFIED, f"{listing}; GET {LIMITS_PATH} with the leaked token failed, nothing "
+                       f"proven: {e}", http_status=e.status)
+    finally:
+        del token
+    if r.status_code == 401:
+        if listed:
+            return Verdict(STILL_LIVE, f"the leaked access token is refused (401 {_error_code(r)}), but {listing}: "
+                           "its refresh token can mint new ones", http_status=401)
+        return Verdict(REVOKED_VERIFIED, f"{listing}, and GET {LIMITS_PATH} with the leaked access token refused: "
+                       f"401 {_sf_errors(r) or 'unauthorized'}", http_status=401)
+    if r.status_code < 300:
+        return Verdict(STILL_LIVE, f"GET {LIMITS_PATH} with the leaked access token answered {r.status_code}: it "
+                       f"still works ({listing})", http_status=r.status_code)
+    return Verdict(REVOKED_UNVERIFIED, f"{listing}; GET {LIMITS_PATH} with the leaked access token answered "
+                   f"{r.status_code} {_sf_errors(r)}: authenticated or not, unproven", http_status=r.status_code)
+
+
+# ------------------------------------------------------------------------------------------- EventLogFile
+
+
+def _elf_soql(since: str | None, until: str | None, created_from: str | None, event_types: Sequence[str],
+              interval: str | None) -> str:
+    where = []
+    if since:
+        where.append(f"LogDate >= {soql_datetime(since)}")
+    if until:
+        where.append(f"LogDate < {soql_datetime(until)}")
+    if created_from:
+        where.append(f"CreatedDate >= {soql_datetime(created_from)}")
+    if event_types:
+        where.append(f"EventType IN ({', '.join(soql_str(t) for t in event_types)})")
+    if interval:
+        where.append(f"Interval = {soql_str(interval)}")
+    return ("SELECT Id, EventType, LogDate, Interval, LogFileLength, CreatedDate FROM EventLogFile"
+            + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY CreatedDate, Id")
+
+
+async def list_event_log_files(client: ConnectorClient, *, since: str | None, until: str | None = None,
+                               created_from: str | None = None,
+                               event_types: Sequence[str] = DEFAULT_EVENT_TYPES,
+                               interval: str | None = None) -> list[dict[str, Any]]:
+    """EventLogFile rows (metadata, not the CSV) with `LogDate` in [since, until), generated at or after
+    `created_from`, of `event_types`, oldest generated first."""
+    return await query(client, _elf_soql(since, until, created_from, event_types, interval))
+
+
+def _row_fields(text: str) -> list[str]:
+    try:
+        return next(csv.reader([text]))
+    except (csv.Error, StopIteration):
+        return []
+
+
+async def _csv_rows(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """Whole CSV records (a quoted field may span lines), each with its line end, from a byte stream."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
+    pending = ""
+    record: list[str] = []
+    quotes = 0
+    async for chunk in chunks:
+        pending += decoder.decode(chunk)
+        lines = pending.split("\n")  # only LF ends a line (CRLF keeps its CR): no U+2028 or \x0c splits
+        pending = lines.pop()
+        for line in (ln + "\n" for ln in lines):
+            record.append(line)
+            quotes += line.count('"')
+            if quotes % 2 == 0:
+                yield "".join(record)
+                record, quotes = [], 0
+    pending += decoder.decode(b"", final=True)
+    tail = "".join(record) + pending
+    if tail:
+        yield tail
+
+
+class _Occurrences:
+    """How often each row without a REQUEST_ID was already sent in earlier pages of one file (bounded like the
+    case file's own window, casefile.ingest.OCCURRENCE_WINDOW)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[bytes, int] = {}
+
+    def get(self, key: bytes) -> int:
+        return self.seen.get(key, 0)
+
+    def add(self, counts: Mapping[bytes, int]) -> None:
+        for key, n in counts.items():
+            self.seen[key] = self.seen.get(key, 0) + n
+        if len(self.seen) > OCCURRENCE_WINDOW:
+            keep = list(self.seen.items())[len(self.seen) // 2:]
+            self.seen.clear()
+            self.seen.update(keep)
+
+
+async def elf_pages(rows: AsyncIterator[str], *, stream: str, cursor: str | None, endpoint: str,
+                    page_bytes: int = ELF_PAGE_BYTES) -> AsyncIterator[Page]:
+    """One file's CSV records as `salesforce-eventlogfile` pages of about `page_bytes`, each starting with the
+    file's header line; only the last page carries `cursor` (a pull that dies mid-file fetches the file again).
+
+    Event ids stay those of the whole file ingested from disk. Rows with a REQUEST_ID have a vendor id
+    (`<EVENT_TYPE>:<REQUEST_ID>:<time>`) that does not depend on the page. A row without one is identified by
+    its content plus its occurrence number *within its source*, and each page is its own source: so a page
+    whose row already occurred k times in earlier pages of the file starts (after the header) with k copies of
+    that row. The copies take occurrence numbers 0…k-1, the ids already stored, and dedupe; the real row gets k,
+    as it would in the whole file. Re-pulling the file builds the same pages (same bytes), which the case skips.
+    """
+    header: str | None = None
+    names: list[str] = []
+    body: list[str] = []
+    size = 0
+    part = 0
+    counts: dict[bytes, int] = {}
+    firsts: dict[bytes, str] = {}
+    earlier = _Occurrences()
+
+    def page(last: bool) -> Page:
+        nonlocal body, size, counts, firsts, part
+        part += 1
+        copies = [text for key, text in firsts.items() for _ in range(earlier.get(key))]
+        records = [r.encode("utf-8") for r in ([header] if header else []) + copies + body]
+        earlier.add(counts)
+        body, size, counts, firsts = [], 0, {}, {}
+        return Page(stream, ELF_FORMAT, records, cursor if last else None, f"{endpoint} (part {part})")
+
+    async for text in rows:
+        if not text.strip():
+            continue
+        fields = _row_fields(text)
+        if _is_header(fields):
+            if body:
+                yield page(False)
+            header, names = text, [_col(c) for c in fields]
+            continue
+        if body and size + len(text) > page_bytes:
+            yield page(False)
+        body.append(text)
+        size += len(text)
+        if len(fields) == len(names) and _str(dict(zip(names, fields, strict=True)).get("REQUEST_ID")) is None:
+            key = hashlib.sha256(orjson.dumps([names, fields])).digest()
+            counts[key] = counts.get(key, 0) + 1
+            firsts.setdefault(key, text)
+    if body or header:
+        yield page(True)
+
+
+async def _stream_get(client: ConnectorClient, path: str) -> AsyncIterator[bytes]:
+    """GET `path` and yield its body in chunks without holding it whole. `ConnectorClient` has no streaming
+    request yet, so this sends one attempt through its httpx client with the same identity headers, auth and
+    journal, and maps errors through the client (a failed download is retried by the next pull)."""
+    request_id = str(uuid.uuid4())
+    auth = client._auth_header() if client._auth_header else {}
+    client._remember_secrets(auth.values())
+    request = client._client.build_request(
+        "GET", path, headers={**auth, "Accept": "text/csv", "User-Agent": USER_AGENT, REQUEST_ID_HEADER: request_id})
+    sent_at, started = client._clock(), _clock.monotonic()
+    try:
+        response = await client._client.send(request, stream=True)
+    except httpx.TransportError as exc:
+        client._record(sent_at, request_id, request, None, _clock.monotonic() - started, 1, exc)
+        raise client._transport_failure(exc, request, request_id) or client._transport_final(
+            exc, request, request_id, 1) from exc
+    try:
+        client._record(sent_at, request_id, request, response.status_code, _clock.monotonic() - started, 1)
+        if response.status_code >= 300:
+            await response.aread()
+            if response.status_code >= 400:
+                raise client._status_error(response, request_id, 0, client._server_wait(response))
+            client._json(response)  # a redirect: raises
+        async for chunk in response.aiter_bytes():
+            yield chunk
+    finally:
+        await response.aclose()
+
+
+def _elf_cursor(row: Mapping[str, Any]) -> str | None:
+    created = row.get("CreatedDate")
+    return f"created:{to_utc_iso(created)}" if isinstance(created, str) and created else None
+
+
+async def pull_event_log_files(client: ConnectorClient, *, since: str | None, until: str | None,
+                               cursor: str | None = None, stream: str = ELF_STREAM,
+                               event_types: Sequence[str] = DEFAULT_EVENT_TYPES, interval: str | None = None,
+                               page_bytes: int = ELF_PAGE_BYTES) -> AsyncIterator[Page]:
+    """Every EventLogFile of the window, downloaded and streamed into `salesforce-eventlogfile` pages.
+
+    The cursor is the newest `CreatedDate` of a file fully stored (`created:<time>`), not its LogDate: Salesforce
+    generates a day's or an hour's file later, sometimes much later, so a LogDate cursor would skip a late file.
+    A resumed pull asks for `CreatedDate >= cursor` (the file at the cursor's instant comes again; its pages are
+    the same bytes and the case skips them)."""
+    created_from = cursor[len("created:"):] if cursor and cursor.startswith("created:") else None
+    files = await list_event_log_files(client, since=since, until=until,
+                                       created_from=created_from, event_types=event_types, interval=interval)
+    for row in files:
+        fid = _sfid(str(row.get("Id") or ""), "EventLogFile id")
+        path = f"{DATA}/sobjects/EventLogFile/{fid}/LogFile"
+        endpoint = f"GET {path} ({row.get('EventType')} {row.get('Interval')} {row.get('LogDate')})"
+        async for page in elf_pages(_csv_rows(_stream_get(client, path)), stream=stream, cursor=_elf_cursor(row),
+                                    endpoint=endpoint, page_bytes=page_bytes):
+            yield page
+
+
+# ------------------------------------------------------------------------------------------- LoginHistory, audit
+
+
+async def _pull_records(client: ConnectorClient, stream: str, sobject: str, fields: Sequence[str], time_field: str,
+                        *, since: str | None, until: str | None, cursor: str | None) -> AsyncIterator[Page]:
+    """One `salesforce-eventlog-json` page per query batch of `sobject` in time order; cursor = the last
+    record's `time_field` (`since:<time>`), resent as `>=` (the repeat dedupes on `<type>:<Id>`)."""
+    start = cursor[len("since:"):] if cursor and cursor.startswith("since:") else since
+    where = []
+    if start:
+        where.append(f"{time_field} >= {soql_datetime(start)}")
+    if until:
+        where.append(f"{time_field} < {soql_datetime(until)}")
+    soql = (f"SELECT {', '.join(fields)} FROM {sobject}" + (f" WHERE {' AND '.join(where)}" if where else "")
+            + f" ORDER BY {time_field}, Id")
+    async for url, body in query_pages(client, soql):
+        records = [r for r in body["records"] if isinstance(r, dict)]
+        if not records:
+            continue
+        last = records[-1].get(time_field)
+        page_cursor = f"since:{to_utc_iso(last)}" if isinstance(last, str) and last else None
+        endpoint = f"GET {url.path}?{url.query.decode()}" if url.query else f"GET {url.path}"
+        yield Page.json_lines(stream, JSON_FORMAT, records, page_cursor, endpoint)
+
+
+def pull_login_history(client: ConnectorClient, *, since: str | None, until: str | None,
+                       cursor: str | None = None) -> AsyncIterator[Page]:
+    """LoginHistory (every login, including OAuth token grants of connected apps: `LoginType` Remote Access 2.0,
+    `Application` = the app)."""
+    return _pull_records(client, LOGIN_STREAM, "LoginHistory", LOGIN_FIELDS, "LoginTime", since=since, until=until,
+                         cursor=cursor)
+
+
+def pull_setup_audit_trail(client: ConnectorClient, *, since: str | None, until: str | None,
+                           cursor: str | None = None) -> AsyncIterator[Page]:
+    """SetupAuditTrail (connected app and OAuth policy changes among every setup change)."""
+    return _pull_records(client, AUDIT_STREAM, "SetupAuditTrail", AUDIT_FIELDS, "CreatedDate", since=since,
+                         until=until, cursor=cursor)
+
+
+def _filters(filters: Mapping[str, str] | None) -> tuple[tuple[str, ...], str | None, str]:
+    """(event types, interval, eventlogfile stream name) from `--filter` values."""
+    filters = dict(filters or {})
+    unknown = sorted(set(filters) - FILTERS)
+    if unknown:
+        raise ConfigError(f"salesforce takes --filter {' or '.join(sorted(FILTERS))}; not {', '.join(unknown)}")
+    types = tuple(t.strip() for t in filters.get("EventType", "").split(",") if t.strip()) or DEFAULT_EVENT_TYPES
+    for t in types:
+        if not _EVENT_TYPE.fullmatch(t):
+            raise ConfigError(f"--filter EventType={t!r}: not an EventLogFile event type (e.g. UniqueQuery)")
+    interval = filters.get("Interval")
+    if interval is not None and interval not in ("Daily", "Hourly"):
+        raise ConfigError(f"--filter Interval={interval!r}: Daily or Hourly")
+    stream = ELF_STREAM
+    if filters:
+        stream += ":" + ",".join(f"{k}={filters[k]}" for k in sorted(filters))
+    return types, interval, stream
+
+
+async def pull(settings: ConnectorSettings, secret: str, *, since: str | None, until: str | None,
+               cursors: Mapping[str, str], on_journal: Callable[[JournalEntry], None] | None = None,
+               filters: Mapping[str, str] | None = None) -> AsyncIterator[Page]:
+    """connectors/pull.py hook. Streams: `eventlogfile` (format `salesforce-eventlogfile`), `loginhistory` and
+    `setupaudittrail` (format `salesforce-eventlog-json`, the query records as the parser already reads them).
+
+    `--filter EventType=UniqueQuery,RestApi` / `Interval=Daily|Hourly` narrow the EventLogFile stream (then the
+    only stream pulled, named `eventlogfile:EventType=…`, with its own cursor)."""
+    types, interval, elf_stream = _filters(filters)
+    async with client_for(settings, secret, on_journal=on_journal) as client:
+        async for page in pull_event_log_files(client, since=since, until=until, cursor=cursors.get(elf_stream),
+                                               stream=elf_stream, event_types=types, interval=interval):
+            yield page
+        if filters:
+            return
+        async for page in pull_login_history(client, since=since, until=until, cursor=cursors.get(LOGIN_STREAM)):
+            yield page
+        async for page in pull_setup_audit_trail(client, since=since, until=until,
+                                                 cursor=cursors.get(AUDIT_STREAM)):
+            yield page
+
