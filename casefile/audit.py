@@ -35,6 +35,9 @@ EVENT_CONTENT = (
 )
 NOTE_COLUMNS = ("rowid", "time", "who", "text", "on_ref", "audit_seq")
 SNAPSHOT_COLUMNS = ("rowid", "time", "who", "connector", "what", "target", "body", "audit_seq")
+# credential_id is not hashed (it moves when credentials merge), as for events.
+EXPOSURE_COLUMNS = ("rowid", "source_id", "event_id", "line", "object", "object_type", "field", "shape", "preview",
+                    "audit_seq")
 
 
 def event_row_hash(event_id: str, source_id: int | None, content: str) -> str:
@@ -66,6 +69,7 @@ AUDITED: dict[str, tuple[tuple[str, ...], Callable[[Sequence[Any]], str]]] = {
     "events": (("id", "source_id", "audit_seq", *EVENT_CONTENT), _event_check),
     "notes": (NOTE_COLUMNS, _note_check),
     "snapshots": (SNAPSHOT_COLUMNS, _note_check),
+    "exposures": (EXPOSURE_COLUMNS, _note_check),
 }
 
 

@@ -197,7 +197,7 @@ def same_secret_keys(keys: Iterable[str]) -> list[tuple[str, str]]:
 @dataclass(slots=True)
 class _Node:
     id: int
-    role: str  # seed | same-secret | parent | minted
+    role: str  # seed | same-secret | parent | minted | exposed
     depth: int
     via: str | None = None  # the event id that links it, or the key match
     same_as: int | None = None  # the credential it is the same secret as (another system's view of it)
@@ -220,8 +220,13 @@ def blast(case: Case, seed: str, *, raw_token: str | None = None, depth: int = D
     _link_same_secret(case, nodes, list(nodes), extra)
     lineage = _lineage(case, nodes, depth)
     reach = [n.id for n in nodes.values() if n.role != "parent"]
-    creds = _credentials(case, nodes)
     runtime = _runtime(case, reach, window)
+    exposure = _exposure(case, nodes, reach, runtime.pop("_segments"), runtime["objects_read"], window)
+    exposed = [n.id for n in nodes.values() if n.role == "exposed"]
+    if exposed:  # what the exposed credentials were used for is part of the compromise (second order)
+        runtime = _runtime(case, reach + exposed, window)
+        runtime.pop("_segments")
+    creds = _credentials(case, nodes)
     static = _static(case, creds, reach)
     return {
         "seed": {"input": s.text, "kind": s.kind, "credentials": s.credential_ids},
@@ -231,6 +236,7 @@ def blast(case: Case, seed: str, *, raw_token: str | None = None, depth: int = D
         "static": static,
         "runtime": runtime,
         "lineage": lineage,
+        "exposure": exposure,
         "revocation_set": _revocation_set(creds, static, as_of or case.policy().get("as_of") or now_iso()),
     }
 
@@ -287,6 +293,11 @@ def _lineage(case: Case, nodes: dict[int, _Node], depth: int) -> list[dict[str, 
             edges.append({"parent": parent, "child": child, "action": action, "event": eid, "time": time})
             if parent not in nodes:
                 nodes[parent] = _Node(parent, "parent", -1, eid)
+    for parent, child, eid, action, time, why in _inferred_parents(case, roots):
+        edges.append({"parent": parent, "child": child, "action": action, "event": eid, "time": time,
+                      "inferred": why})
+        if parent not in nodes:
+            nodes[parent] = _Node(parent, "parent", -1, eid)
     frontier = [n for n in roots if nodes[n].role in ("seed", "same-secret")]
     for level in range(1, depth + 1):
         found: list[tuple[int, int, str, str, str, str | None]] = []
@@ -311,6 +322,38 @@ def _lineage(case: Case, nodes: dict[int, _Node], depth: int) -> list[dict[str, 
         if not frontier:
             break
     return edges
+
+
+def _exposure(case: Case, nodes: dict[int, _Node], reach: list[int], segments: set[str],
+              objects_read: list[dict[str, Any]], window: tuple[str, list[int]]) -> list[dict[str, Any]]:
+    """Credentials found in data (`stanch ingest-data`) whose record the reach read: by record id in a resource
+    the reach called, or by record type among the objects it read (a `SELECT … FROM Case` reads every Case).
+    Each becomes an `exposed` credential with the reads that prove it."""
+    types = {o["object"] for o in objects_read}
+    out: list[dict[str, Any]] = []
+    rows = case.conn.execute(
+        "SELECT x.rowid, x.credential_id, x.object, x.object_type, x.field, x.shape, x.preview, x.line, s.path"
+        " FROM exposures AS x LEFT JOIN sources AS s ON s.id = x.source_id ORDER BY x.rowid").fetchall()
+    where, wargs = window
+    for rowid, cid, obj, otype, fld, shape, preview, line, path in rows:
+        by_id = obj is not None and obj in segments
+        by_type = otype is not None and otype in types
+        if not (by_id or by_type) or cid in nodes and nodes[cid].role != "exposed":
+            continue
+        reads: list[str] = []
+        if by_id:
+            for chunk in _chunks(reach):
+                reads += [r[0] for r in case.conn.execute(
+                    f"SELECT id FROM events WHERE credential_id IN ({_qs(chunk)}) AND instr(resource, ?) > 0{where}"
+                    " ORDER BY ts LIMIT ?", [*chunk, obj, *wargs, SAMPLE_EVENTS])]
+        found_in = {"file": path, "line": line, "object": obj, "object_type": otype, "field": fld}
+        how = f"record {obj} was read" if by_id else f"its {otype} records were read"
+        if cid not in nodes:
+            nodes[cid] = _Node(cid, "exposed", 0, f"found in {path}:{line} ({fld or 'text'}); {how}")
+        out.append({"credential": cid, "preview": preview, "shape": shape, "found_in": found_in,
+                    "matched_by": "record id" if by_id else "record type", "read_by": reads[:SAMPLE_EVENTS],
+                    "exposure_row": rowid})
+    return out
 
 
 #: How close in time a token endpoint call and an unattributed grant must be to be joined (seconds).
@@ -340,6 +383,27 @@ def _inferred_children(case: Case, frontier: list[int]) -> list[tuple[int, int, 
     return out
 
 
+def _inferred_parents(case: Case, roots: list[int]) -> list[tuple[int, int, str, str, str, str]]:
+    """For seed credentials minted by a grant that names no parent: the credentials used at a token endpoint
+    from the grant's address within INFER_WINDOW_S (the refresh token that minted them)."""
+    c = case.conn
+    grants: list[tuple[int, int, str, str, str, str]] = []
+    for chunk in _chunks(roots):
+        grants += c.execute(
+            f"SELECT subject_credential_id, ts, src_ip, id, action, time FROM events WHERE subject_credential_id IN"
+            f" ({_qs(chunk)}) AND credential_id IS NULL AND src_ip IS NOT NULL AND action IN ('token.issue',"
+            " 'token.refresh')", chunk).fetchall()
+    span = INFER_WINDOW_S * 1_000_000
+    out: list[tuple[int, int, str, str, str, str]] = []
+    for child, ts, ip, eid, action, time in grants:
+        for (parent,) in c.execute(
+                "SELECT DISTINCT credential_id FROM events WHERE ts BETWEEN ? AND ? AND src_ip = ? AND credential_id"
+                " IS NOT NULL AND credential_id != ? AND (action = 'token.refresh' OR resource LIKE '%/token' OR"
+                " resource LIKE '%/token?%')", (ts - span, ts + span, ip, child)):
+            out.append((parent, child, eid, action, time, _INFER_WHY))
+    return out
+
+
 def _credentials(case: Case, nodes: dict[int, _Node]) -> list[dict[str, Any]]:
     ids = list(nodes)
     keys = _keys_of(case, ids)
@@ -353,7 +417,7 @@ def _credentials(case: Case, nodes: dict[int, _Node]) -> list[dict[str, Any]]:
             d["ttl_seconds"] = _ttl(d["issued_at"], d["expires_at"])
             d["binding"] = d["binding"] or "none"
             out.append(d)
-    order = {"seed": 0, "same-secret": 1, "parent": 2, "minted": 3}
+    order = {"seed": 0, "same-secret": 1, "parent": 2, "minted": 3, "exposed": 4}
     out.sort(key=lambda d: (order[d["role"]], d["depth"], d["id"]))
     return out
 
@@ -374,6 +438,9 @@ _ID_SEGMENT = re.compile(
     r"|(?=[A-Za-z0-9]*\d)(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{12,}|(?=[A-Za-z0-9_.-]*\d)[A-Za-z0-9_.-]{24,})$")
 
 
+_SEGMENT_SPLIT = re.compile(r"[/?&=,+ ]+")
+
+
 def resource_pattern(resource: str | None) -> str:
     """A resource with its ids folded to `{id}` and its query string dropped (`/sobjects/Case/{id}`)."""
     if not resource:
@@ -391,6 +458,7 @@ def _runtime(case: Case, reach: list[int], window: tuple[str, list[int]]) -> dic
     objects: dict[str, dict[str, Any]] = {}
     secrets: dict[str, dict[str, Any]] = {}
     exports: dict[str, dict[str, Any]] = {}
+    segments: set[str] = set()  # every path segment and query value the reach touched (record ids)
     lifecycle = ",".join(f"'{a}'" for a in _LIFECYCLE)
     for chunk in _chunks(reach):
         rows = case.conn.execute(
@@ -401,6 +469,8 @@ def _runtime(case: Case, reach: list[int], window: tuple[str, list[int]]) -> dic
             " GROUP BY vendor, action, method, resource", [*chunk, *wargs])
         for vendor, action, method, resource, n, first, last, nbytes, nrows, ips, uas, failed, rowid in rows:
             pattern = resource_pattern(resource)
+            if resource:
+                segments.update(_SEGMENT_SPLIT.split(resource))
             key = (vendor, action, method, pattern)
             g = groups.get(key)
             if g is None:
@@ -426,6 +496,7 @@ def _runtime(case: Case, reach: list[int], window: tuple[str, list[int]]) -> dic
         "objects_read": _named(objects, "object"),
         "secrets_read": _named(secrets, "path"),
         "exports": _named(exports, "resource"),
+        "_segments": segments,
         "totals": {"events": sum(g["count"] for g in calls), "failures": sum(g["failures"] for g in calls),
                    "ips": len({ip for g in calls for ip in g["ips"]}),
                    "user_agents": len({ua for g in calls for ua in g["user_agents"]})},
@@ -524,7 +595,8 @@ def _revocation_set(creds: list[dict[str, Any]], static: dict[str, Any], as_of: 
     counted, not listed."""
     reasons = {"seed": "the seed credential", "same-secret": "the seed credential",
                "parent": "minted a credential in reach: whoever holds it can mint more",
-               "minted": "minted from a credential in reach"}
+               "minted": "minted from a credential in reach",
+               "exposed": "exposed in data a credential in reach read"}
     by_id = {d["id"]: d for d in creds}
 
     def root(cid: int) -> int:
@@ -556,7 +628,8 @@ def _revocation_set(creds: list[dict[str, Any]], static: dict[str, Any], as_of: 
             "credentials": [m["id"] for m in members], "kind": kind,
             "preview": next((m["preview"] for m in members if m["preview"]), None),
             "keys": [k for m in members for k in m["keys"]][:6],
-            "reason": reasons[first["role"]], "client": next((m["client"] for m in members if m["client"]), None),
+            "reason": reasons[first["role"]] + (f": {first['via']}" if first["role"] == "exposed" else ""),
+            "client": next((m["client"] for m in members if m["client"]), None),
             "principal": next((m["principal"] for m in members if m["principal"]), None),
             "expires_at": expires,
         }

@@ -107,6 +107,13 @@ class Resolver:
             f.last = last
         return cid
 
+    def resolve_untimed(self, keys: list[str], kind: str, preview: str | None) -> int:
+        """Credential id for expanded `keys` seen outside any event (found in data): no first/last seen."""
+        cid = self._resolve_slow(tuple(keys), kind)
+        self.conn.execute("UPDATE credentials SET preview = coalesce(preview, ?), kind = CASE WHEN kind IS NULL OR"
+                          " kind = 'unknown' THEN ? ELSE kind END WHERE id = ?", (preview, kind, cid))
+        return cid
+
     def _resolve_slow(self, keys: tuple[str, ...], kind: str) -> int:
         ids = {cid for cid in (self._lookup(k) for k in keys) if cid is not None}
         if not ids:

@@ -40,7 +40,7 @@ def info(case: Case) -> dict[str, Any]:
     return {
         "schema_version": int(meta.get("schema_version", 0)),
         "counts": {t: count(t) for t in ("events", "credentials", "credential_keys", "sources", "notes", "snapshots",
-                                         "audit")},
+                                         "exposures", "audit")},
         "sources": sources,
         "pulls": [{"connector": r[0], "stream": r[1], "updated_at": r[2], "source": r[3]} for r in c.execute(
             "SELECT connector, stream, updated_at, source_id FROM pull_cursors ORDER BY connector, stream")],

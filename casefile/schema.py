@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -227,9 +227,32 @@ CREATE INDEX snapshots_target ON snapshots(what, target);
 """
 
 
+# v5: second-order exposure. A credential found in data (`stanch ingest-data`: an exported Cases CSV, a
+# ticket dump) or in an event's payload is kept as a credential (fingerprints, preview) plus one `exposures`
+# row naming where: the source and line, the record's id and type, the field. Audited like notes.
+_V5 = """
+CREATE TABLE exposures (
+    rowid INTEGER PRIMARY KEY,
+    credential_id INTEGER NOT NULL,
+    source_id INTEGER,
+    event_id TEXT,
+    line INTEGER,
+    object TEXT,
+    object_type TEXT,
+    field TEXT,
+    shape TEXT,
+    preview TEXT,
+    audit_seq INTEGER,
+    row_hash TEXT
+);
+CREATE INDEX exposures_object ON exposures(object);
+CREATE INDEX exposures_credential ON exposures(credential_id);
+"""
+
+
 # MIGRATIONS[n] takes a case at schema version n to n + 1 (0 is an empty file).
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    0: _script(_V1), 1: _script(_V2), 2: _v3, 3: _script(_V4),
+    0: _script(_V1), 1: _script(_V2), 2: _v3, 3: _script(_V4), 4: _script(_V5),
 }
 
 

@@ -1510,3 +1510,43 @@ async def pull(settings: ConnectorSettings, secret: str, *, since: str | None, u
                                                  cursor=cursors.get(AUDIT_STREAM)):
             yield page
 
+
+
+# ------------------------------------------------------------------------------------------- blast radius
+
+from urllib.parse import unquote_plus as _unquote_plus  # noqa: E402
+
+from casefile.blast import RevokeHow, register_object_reader, register_revoker  # noqa: E402
+
+_SOQL_FROM = re.compile(r"(?i)\bFROM\s+([A-Za-z_][A-Za-z0-9_]*)")
+_OBJECT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_METADATA = frozenset({"describe", "listviews", "updated", "deleted", "quickActions", "layouts", "compactLayouts"})
+
+
+@register_object_reader
+def objects_read(vendor: str, method: str | None, resource: str) -> list[str]:
+    """Salesforce objects a REST call read: `FROM <Object>` of a SOQL query in the URL (`q=`, any gateway in
+    front of Salesforce logs it so), or the object of a record read (`GET /sobjects/Case/<id>`)."""
+    if "/services/data/" not in resource and vendor != "salesforce":
+        return []
+    path, _, query = resource.partition("?")
+    if query and ("/query" in path or "/queryAll" in path):
+        return sorted(set(_SOQL_FROM.findall(_unquote_plus(query))))
+    parts = [p for p in path.split("/") if p]
+    if (method or "GET").upper() != "GET" or "sobjects" not in parts:
+        return []
+    i = parts.index("sobjects")
+    # /sobjects/<Object>/<id>[/<relation>]: a record (and what hangs off it) was read
+    if len(parts) >= i + 3 and _OBJECT_NAME.fullmatch(parts[i + 1]) and parts[i + 2] not in _METADATA:
+        return [parts[i + 1]] if len(parts) == i + 3 else [parts[i + 1], parts[i + 3]]
+    return []
+
+
+@register_revoker
+def revoker(credential: dict[str, Any]) -> RevokeHow | None:
+    """Salesforce OAuth tokens by id (`sf-token:<id>`): revoked with their DeleteToken fetched live (never kept)."""
+    for key in credential.get("keys") or []:
+        if key.startswith("sf-token:"):
+            return RevokeHow("salesforce", "revoke-oauth-token", key.removeprefix("sf-token:"), needs_raw_secret=False,
+                             note="revokes the refresh token and the access tokens issued from it")
+    return None

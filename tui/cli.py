@@ -107,6 +107,28 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return EXIT_USER if failed else EXIT_OK
 
 
+def cmd_ingest_data(args: argparse.Namespace) -> int:
+    from casefile.data import ingest_data
+
+    with _open(args) as case:
+        summaries = ingest_data(case, args.paths, args.object_type)
+    if args.json:
+        _print_json({"files": [s.as_dict() for s in summaries]})
+        return EXIT_OK
+    for s in summaries:
+        if s.already_ingested:
+            print(f"{s.path}: already ingested (source {s.source_id}); nothing added")
+            continue
+        print(f"{s.path}: {s.format}: {s.records:,} records, {s.exposures} credentials found "
+              f"({s.credentials} new), {s.unreadable} unreadable, {s.seconds:.2f}s")
+        for p in s.problems[:5]:
+            print(f"  {s.path}:{p['line']}: {p['reason']}")
+    if any(s.exposures for s in summaries):
+        print(f"the blast radius now includes them where a compromised credential read their records: "
+              f"stanch blast {args.case} SEED")
+    return EXIT_OK
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from casefile.query import info
 
@@ -608,6 +630,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="narrow the pull where the vendor can (aws: AccessKeyId=AKIA…); a filtered pull keeps "
                          "its own cursor; repeatable")
     sp.add_argument("--secret-env", metavar="VAR", help="read the secret from $VAR for this run only")
+    sp.add_argument("--json", action="store_true")
+    sp = add("ingest-data", cmd_ingest_data, "look for credentials in data the attacker could read (an exported "
+             "Cases CSV, a ticket dump): keeps fingerprints and where each was found, never the value")
+    sp.add_argument("case")
+    sp.add_argument("paths", nargs="+", metavar="PATH")
+    sp.add_argument("--object-type", metavar="TYPE", help="the record type of the file's rows (e.g. Case), so "
+                    "reads of that type by a compromised credential count as exposure")
     sp.add_argument("--json", action="store_true")
     sp = add("info", cmd_info, "summarise a case: counts, sources, window")
     sp.add_argument("case")

@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 
 from casefile.case import CaseError, create_case, open_case
+from casefile.data import ingest_data
 from casefile.ingest import ingest
 
 DEFAULT_PATH = Path("stanch-demo.stanch")
@@ -37,8 +38,9 @@ def _remove_old_demo(path: Path) -> None:
 
 
 def build_demo(path: Path | None, events: int = 50_000, seed: int = 7, analyst: str | None = None,
-               quiet: bool = False) -> Path:
-    """Build the demo case at `path` (default ./stanch-demo.stanch) and return its path."""
+               quiet: bool = False, truth_dir: Path | None = None) -> Path:
+    """Build the demo case at `path` (default ./stanch-demo.stanch) and return its path. `truth_dir` (tests
+    only) receives the generator's ground truth; nothing in stanch reads it."""
     import connectors  # noqa: F401  (registers the parsers)
     from connectors.demo import generate
 
@@ -47,10 +49,14 @@ def build_demo(path: Path | None, events: int = 50_000, seed: int = 7, analyst: 
     path = path or DEFAULT_PATH
     _remove_old_demo(path)
     with tempfile.TemporaryDirectory(prefix="stanch-demo-") as tmp:
-        files = generate(Path(tmp), events=events, seed=seed)
+        files = generate(Path(tmp), events=events, seed=seed, truth_dir=truth_dir)
         with create_case(path, title=TITLE, analyst=analyst,
                          extra_meta={"demo": "1", "demo_seed": str(seed)}) as case:
-            summaries = ingest(case, [str(files.gateway), str(files.okta), str(files.vault)])
+            logs = [files.gateway, files.okta, files.vault, *([files.vault_lookups] if files.vault_lookups else [])]
+            summaries = ingest(case, [str(p) for p in logs])
+            # The responder exported the Cases the actor read, to look for secrets in them.
+            if files.cases is not None:
+                ingest_data(case, [str(files.cases)], object_type="Case")
             # What a responder knows on day one: the advisory's theft window, not the generator's truth.
             case.set_meta({"window_start": ADVISORY_WINDOW[0], "window_end": ADVISORY_WINDOW[1],
                            "policy": orjson.dumps({"as_of": AS_OF}).decode()})

@@ -62,6 +62,8 @@ class DemoFiles:
     vault: Path
     truth: Path | None
     counts: dict[str, int]
+    cases: Path | None = None  # the Cases the actor read, as the responder exports them (for `ingest-data`)
+    vault_lookups: Path | None = None  # the responder's lookup of the Vault token found in a Case (`vault-token`)
 
 
 @dataclass(slots=True)
@@ -162,6 +164,10 @@ def generate(out_dir: Path, *, events: int = DEFAULT_EVENTS, seed: int = 7, trut
         "vault": em.vault.write(files["vault"]),
     }
     counts["total"] = counts["gateway"] + counts["okta"] + counts["vault"]
+    cases = out_dir / "salesforce_cases.csv"
+    counts["cases"] = _write_cases(sc.cast, seed, cases)
+    lookups = out_dir / "vault_token_lookup.jsonl"
+    counts["vault_lookups"] = _write_vault_lookups(sc.cast, lookups)
     counts["malicious"] = len(em.malicious)
     truth_path = None
     if truth_dir is not None:
@@ -170,4 +176,51 @@ def generate(out_dir: Path, *, events: int = DEFAULT_EVENTS, seed: int = 7, trut
         truth_path = truth_dir / "truth.json"
         truth_path.write_bytes(orjson.dumps(_truth(sc, seed), option=orjson.OPT_INDENT_2) + b"\n")
     return DemoFiles(gateway=files["gateway"], okta=files["okta"], vault=files["vault"], truth=truth_path,
-                     counts=counts)
+                     counts=counts, cases=cases, vault_lookups=lookups)
+
+
+def _write_vault_lookups(cast: Cast, path: Path) -> int:
+    """What the responder learns about the Vault token found in the Case, in the `vault-token` format: line 1 as
+    `vault token lookup -format=json <token>` prints it (with `id`, the token, which stanch fingerprints and
+    drops), line 2 as `stanch pull` of the Vault connector writes it (with the accessor's HMAC from
+    `sys/audit-hash`). Their shared accessor joins the Case's token to the audit log's HMAC'd token."""
+    tok = cast.vault_app("support-tools").static_token
+    if tok is None:
+        return 0
+    base = {"accessor": tok.accessor, "creation_time": tok.issued, "creation_ttl": 0, "display_name": "token-support-tools",
+            "entity_id": "", "expire_time": None, "explicit_max_ttl": 0, "issue_time": _iso(tok.issued * 1_000_000), "meta": None,
+            "num_uses": 0, "orphan": True, "path": "auth/token/create", "policies": ["default", "support-tools"],
+            "renewable": False, "ttl": 0, "type": "service"}
+    lines = [{"request_id": "00000000-0000-4000-8000-00000000c11e", "data": {**base, "id": tok.raw}},
+             {"data": {**base, "audit_hmac_accessor": tok.accessor_hmac}}]
+    path.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in lines))
+    return len(lines)
+
+
+_SUBJECTS = ("Login issue after password change", "Invoice shows wrong VAT", "Export to CSV times out",
+             "Cannot add a seat", "SSO redirect loop", "Refund request", "API limits question",
+             "Webhook retries piling up", "Dashboard slow on Mondays", "Contract renewal")
+
+
+def _write_cases(cast: Cast, seed: int, path: Path) -> int:
+    """What a responder exports after seeing the actor read Cases: the Case records (Id, CaseNumber, Subject,
+    Description). One of them holds the pasted support-tools Vault token and the billing AWS key."""
+    import csv
+
+    rng = seeded_rng(seed, "cases")
+    alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    vault_token = cast.vault_app("support-tools").static_token
+    pasted = vault_token.raw if vault_token else ""
+    leaked = (f"Support tools cannot reach Vault since the upgrade. The token we use is {pasted} and the billing "
+              f"export runs with AWS key {cast.aws_key.raw} / {cast.aws_secret}. Can you check the policy?")
+    rows = []
+    for n in range(60):
+        case_id = "500" + "".join(rng.choice(alnum) for _ in range(15))
+        rows.append((case_id, f"{10_400 + n:08d}", rng.choice(_SUBJECTS),
+                     "Customer reports the issue again; steps to reproduce attached."))
+    rows.insert(23, (cast.leaked_case, "00010423", "Support tools integration failing", leaked))
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(("Id", "CaseNumber", "Subject", "Description"))
+        w.writerows(rows)
+    return len(rows)

@@ -12,7 +12,8 @@ from connectors.demo import DEFAULT_EVENTS, MIN_EVENTS, generate
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m connectors.demo", description=__doc__)
-    ap.add_argument("out_dir", type=Path, help="directory for gateway.jsonl, okta.jsonl, vault_audit.jsonl")
+    ap.add_argument("out_dir", type=Path, help="directory for gateway.jsonl, okta.jsonl, vault_audit.jsonl, "
+                    "vault_token_lookup.jsonl (logs) and salesforce_cases.csv (data for `stanch ingest-data`)")
     ap.add_argument("--events", type=int, default=DEFAULT_EVENTS, help="about this many lines in total")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--truth", type=Path, default=None, help="also write truth.json here (tests only)")

@@ -11,8 +11,8 @@ from casefile import live
 from casefile.audit import verify
 from casefile.case import CaseError, create_case
 from casefile.ingest import ingest
-from tests.conftest import fake_token
 from tests.casefile import toy  # noqa: F401  (registers the toy format)
+from tests.conftest import fake_token
 
 
 def page(*events: dict) -> bytes:
@@ -20,7 +20,7 @@ def page(*events: dict) -> bytes:
 
 
 def test_a_page_is_ingested_like_a_file_and_dedupes_with_it(tmp_path):
-    ev = [{"t": "2025-08-12T10:00:0%dZ" % i, "id": f"e{i}", "action": "api.call"} for i in range(3)]
+    ev = [{"t": f"2025-08-12T10:00:0{i}Z", "id": f"e{i}", "action": "api.call"} for i in range(3)]
     exported = tmp_path / "export.jsonl"
     exported.write_bytes(page(*ev))
     with create_case(tmp_path / "c.stanch") as case:

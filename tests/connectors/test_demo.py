@@ -179,5 +179,6 @@ def test_module_runs_from_the_command_line(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "connectors.demo", str(tmp_path / "c"), "--events", "3000",
                           "--seed", "5", "--truth", str(tmp_path / "t")], capture_output=True, text=True, check=True)
     assert "total" in out.stdout
-    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["gateway.jsonl", "okta.jsonl", "vault_audit.jsonl"]
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [
+        "gateway.jsonl", "okta.jsonl", "salesforce_cases.csv", "vault_audit.jsonl", "vault_token_lookup.jsonl"]
     assert (tmp_path / "t" / "truth.json").exists()
