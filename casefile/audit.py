@@ -35,6 +35,9 @@ EVENT_CONTENT = (
 )
 NOTE_COLUMNS = ("rowid", "time", "who", "text", "on_ref", "audit_seq")
 SNAPSHOT_COLUMNS = ("rowid", "time", "who", "connector", "what", "target", "body", "audit_seq")
+FINDING_COLUMNS = ("rowid", "run", "rule_id", "rule_title", "rule_source", "rule_author", "rule_license", "severity",
+                   "subject", "summary", "first", "last", "count", "evidence", "nhi", "csf", "attack", "details",
+                   "audit_seq")
 # credential_id is not hashed (it moves when credentials merge), as for events.
 EXPOSURE_COLUMNS = ("rowid", "source_id", "event_id", "line", "object", "object_type", "field", "shape", "preview",
                     "audit_seq")
@@ -70,6 +73,7 @@ AUDITED: dict[str, tuple[tuple[str, ...], Callable[[Sequence[Any]], str]]] = {
     "notes": (NOTE_COLUMNS, _note_check),
     "snapshots": (SNAPSHOT_COLUMNS, _note_check),
     "exposures": (EXPOSURE_COLUMNS, _note_check),
+    "findings": (FINDING_COLUMNS, _note_check),
 }
 
 

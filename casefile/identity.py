@@ -20,6 +20,13 @@ _FACTS = ("kind", "issuer", "client", "principal", "scopes", "issued_at", "expir
 REF_FACTS = ("kind", "issuer", "client", "principal", "scopes", "preview", "binding", "issued_at", "expires_at")
 
 
+# Kinds a log can only guess (a gateway sees a bearer token and calls it `access`) give way to what an issuer
+# says (`refresh`, `vault-token`) when the two views of one secret meet.
+_GENERIC_KINDS = ("unknown", "access")
+_KIND_SQL = (f"kind = CASE WHEN (kind IS NULL OR kind IN {_GENERIC_KINDS}) AND coalesce(?, 'unknown') NOT IN"
+             f" {_GENERIC_KINDS} THEN ? ELSE coalesce(kind, ?) END")
+
+
 class KeyError_(ValueError):
     """A credential key that is not of a known kind."""
 
@@ -149,8 +156,10 @@ class Resolver:
         row = c.execute(f"SELECT {', '.join(_FACTS)}, first_seen, last_used, status FROM credentials WHERE id = ?",
                         (loser,)).fetchone()
         if row is not None:
-            sets = ", ".join(f"{n} = coalesce({n}, ?)" for n in _FACTS)
-            c.execute(f"UPDATE credentials SET {sets} WHERE id = ?", (*row[: len(_FACTS)], winner))
+            sets = ", ".join(_KIND_SQL if n == "kind" else f"{n} = coalesce({n}, ?)" for n in _FACTS)
+            values = [x for n, v in zip(_FACTS, row[: len(_FACTS)], strict=True)
+                      for x in ((v, v, v) if n == "kind" else (v,))]
+            c.execute(f"UPDATE credentials SET {sets} WHERE id = ?", (*values, winner))
             c.execute(
                 "UPDATE credentials SET first_seen = min(coalesce(first_seen, ?), coalesce(?, first_seen)),"
                 " last_used = max(coalesce(last_used, ?), coalesce(?, last_used)) WHERE id = ?",
@@ -178,8 +187,15 @@ class Resolver:
     def flush(self) -> None:
         """Write the facts gathered since the last flush (call inside the batch transaction)."""
         for cid, f in self._facts.items():
-            sets = [f"{n} = coalesce({n}, ?)" for n in f.values]
-            params: list[object] = list(f.values.values())
+            sets: list[str] = []
+            params: list[str | None] = []
+            for n, v in f.values.items():
+                if n == "kind":  # a specific kind (refresh, vault-token) beats a guess (access) or unknown
+                    sets.append(_KIND_SQL)
+                    params += [v, v, v]
+                else:
+                    sets.append(f"{n} = coalesce({n}, ?)")
+                    params.append(v)
             first = micros_to_iso(f.first) if f.first is not None else None
             last = micros_to_iso(f.last) if f.last is not None else None
             sets.append("first_seen = CASE WHEN first_seen IS NULL OR first_seen > ? THEN ? ELSE first_seen END")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -250,9 +250,47 @@ CREATE INDEX exposures_credential ON exposures(credential_id);
 """
 
 
+# v6: findings. Each `stanch findings` run is a `finding_runs` row; its findings (rule, severity, subject,
+# evidence event ids, OWASP NHI / NIST CSF 2.0 / ATT&CK ids, the rule's author and licence) are audited rows.
+_V6 = """
+CREATE TABLE finding_runs (
+    id INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    who TEXT NOT NULL,
+    rules INTEGER NOT NULL DEFAULT 0,
+    findings INTEGER NOT NULL DEFAULT 0,
+    seconds REAL,
+    details TEXT
+);
+CREATE TABLE findings (
+    rowid INTEGER PRIMARY KEY,
+    run INTEGER NOT NULL,
+    rule_id TEXT NOT NULL,
+    rule_title TEXT NOT NULL,
+    rule_source TEXT NOT NULL,
+    rule_author TEXT,
+    rule_license TEXT,
+    severity TEXT NOT NULL,
+    subject TEXT,
+    summary TEXT NOT NULL,
+    first TEXT,
+    last TEXT,
+    count INTEGER NOT NULL DEFAULT 0,
+    evidence TEXT NOT NULL,
+    nhi TEXT,
+    csf TEXT,
+    attack TEXT,
+    details TEXT,
+    audit_seq INTEGER,
+    row_hash TEXT
+);
+CREATE INDEX findings_run ON findings(run, severity);
+"""
+
+
 # MIGRATIONS[n] takes a case at schema version n to n + 1 (0 is an empty file).
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    0: _script(_V1), 1: _script(_V2), 2: _v3, 3: _script(_V4), 4: _script(_V5),
+    0: _script(_V1), 1: _script(_V2), 2: _v3, 3: _script(_V4), 4: _script(_V5), 5: _script(_V6),
 }
 
 

@@ -16,12 +16,15 @@ top-level keys (`eventtype`, `debugcontext`, `authenticationcontext`, `securityc
 Credential keys are `okta-token:<id>` (API token ids `00T…`, OAuth token ids such as `AT.…`/`oar…`/`ID.…`) and
 `okta-token:hash:<value>` for the token hashes Okta logs on OAuth token targets (`detailEntry.hash`) and on
 refresh-token reuse (`debugData.old_refresh_token_hash`); the hash algorithm is not documented, so those keys
-are kept in Okta's namespace rather than as `sha256:` keys. A value that looks like a raw credential (a JWT,
+are kept in Okta's namespace rather than as `sha256:` keys. A hash of the `at_hash` form (16 bytes of
+base64url) also gives the `sha256/16:` key gateways log, which joins the two views of a token (`hash_keys`). A value that looks like a raw credential (a JWT,
 a known vendor prefix) is fingerprinted with `casefile.secrets.fingerprint` and never copied.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import io
 import re
@@ -175,6 +178,23 @@ _TOKEN_KINDS = {
 _API_TOKEN_TYPES = ("token", "apitoken", "api_token")
 
 
+def hash_keys(token_hash: str) -> tuple[str, ...]:
+    """Keys for a token hash Okta logs: `okta-token:hash:<value>`, and, when the value is 16 bytes of base64url
+    (the OIDC `at_hash` form: the left half of the token's SHA-256), the digest's first 16 hex digits as
+    `sha256/16:` — the key gateways log — so Okta's view of a token and the gateway's are one credential.
+    Okta does not document its algorithm: if it differs, the derived key matches nothing and merges nothing
+    (a 64-bit prefix does not collide by chance)."""
+    value = token_hash.strip()
+    keys: list[str] = [f"okta-token:hash:{value}"]
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) == 16:
+        keys.append(f"sha256/16:{raw[:8].hex()}")
+    return tuple(keys)
+
+
 def _token_keys(value: str) -> tuple[tuple[str, ...], str | None]:
     """Keys naming a token given by its Okta id; a value that is itself a raw credential is fingerprinted."""
     if classify(value) is not None or find_secrets(value):
@@ -193,7 +213,7 @@ def _oauth_ref(target: dict[str, Any], base: dict[str, Any]) -> CredentialRef | 
         k, preview = _token_keys(token_id)
         keys.extend(k)
     if token_hash:
-        keys.append(f"okta-token:hash:{token_hash}")
+        keys.extend(hash_keys(token_hash))
     if not keys:
         return None
     ref = CredentialRef(
@@ -275,7 +295,7 @@ def _credentials(
         old = _str(_get(debug, "old_refresh_token_hash"))
         current = _str(_get(debug, "current_refresh_token_hash"))
         if old:
-            credential = CredentialRef(keys=(f"okta-token:hash:{old}",), kind="refresh", **base)
+            credential = CredentialRef(keys=hash_keys(old), kind="refresh", **base)
         elif tokens:
             credential = tokens[0]
         if current:

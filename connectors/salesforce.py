@@ -1550,3 +1550,10 @@ def revoker(credential: dict[str, Any]) -> RevokeHow | None:
             return RevokeHow("salesforce", "revoke-oauth-token", key.removeprefix("sf-token:"), needs_raw_secret=False,
                              note="revokes the refresh token and the access tokens issued from it")
     return None
+
+
+from pathlib import Path as _Path  # noqa: E402
+
+from casefile.findings import register_rules_dir  # noqa: E402
+
+register_rules_dir(_Path(__file__).parent / "rules" / "salesforce")

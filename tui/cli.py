@@ -340,6 +340,58 @@ def _show_blast(doc: dict[str, Any], case_path: str) -> None:
     con.print(literal(f"evidence: `stanch events {case_path} --credential <key>`; everything: --json"))
 
 
+def cmd_findings(args: argparse.Namespace) -> int:
+    import connectors  # noqa: F401  (registers the vendor rule folders)
+    from casefile import findings
+
+    if args.list_rules:
+        rules = findings.load_rules(args.rules or ())
+        if args.json:
+            _print_json([{"id": r.id, "title": r.title, "severity": r.severity, "kind": r.kind, "nhi": r.nhi,
+                          "csf": r.csf, "attack": r.attack, "file": r.file} for r in rules])
+        else:
+            for r in rules:
+                print(f"{r.id:<40} {r.severity:<8} {r.kind:<12} {r.title}")
+        return EXIT_OK
+    with _open(args) as case:
+        if args.show:
+            doc = findings.latest(case)
+            if doc is None:
+                raise UserError(f"no findings yet in {args.case}; run `stanch findings {args.case}`")
+        else:
+            doc = findings.run(case, rule_dirs=args.rules or (), ioc_files=args.iocs or (), only=args.rule or ())
+    if args.json:
+        _print_json(doc)
+        return EXIT_OK
+    _show_findings(doc, args.case)
+    return EXIT_OK
+
+
+def _show_findings(doc: dict[str, Any], case_path: str) -> None:
+    from rich.table import Table
+
+    from tui.safe_text import literal
+
+    con = _console()
+    found = doc["findings"]
+    by_sev: dict[str, int] = {}
+    for f in found:
+        by_sev[f["severity"]] = by_sev.get(f["severity"], 0) + 1
+    sup = sum(doc.get("suppressed", {}).values())
+    con.print(literal(f"findings run {doc['run']}: {len(found)} findings (" +
+                      ", ".join(f"{n} {s}" for s, n in by_sev.items()) + f") from {doc['rules']} rules in "
+                      f"{doc['seconds']:.2f}s; {sup} hits suppressed as routine (seen before the incident window)",
+                      style="bold"))
+    t = Table("sev", "rule", "subject", "count", "summary", "NHI / CSF / ATT&CK")
+    for f in found:
+        rule = f.get("rule_id")
+        ids = " ".join([*f.get("nhi", []), *f.get("csf", []), *f.get("attack", [])])
+        t.add_row(literal(f["severity"]), literal(rule), literal(f.get("subject") or "-"), str(f["count"]),
+                  literal(f["summary"][:160]), literal(ids))
+    con.print(t)
+    con.print(literal(f"evidence: `stanch findings {case_path} --show --json` lists each finding's event ids"))
+
+
 def cmd_formats(args: argparse.Namespace) -> int:
     import connectors  # noqa: F401
     from casefile.formats import all_formats
@@ -676,6 +728,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--until", metavar="T")
     sp.add_argument("--as-of", metavar="T", help="judge expiry at this time (default: the case's policy as_of, "
                     "else now)")
+    sp.add_argument("--json", action="store_true")
+    sp = add("findings", cmd_findings, "run the detection rules over a case; each finding carries its evidence and "
+             "OWASP NHI / NIST CSF 2.0 / ATT&CK ids")
+    sp.add_argument("case", nargs="?")
+    sp.add_argument("--rules", action="append", metavar="DIR", help="a folder of your own rule files; repeatable")
+    sp.add_argument("--iocs", action="append", metavar="FILE", help="an IOC pack (YAML); repeatable")
+    sp.add_argument("--rule", action="append", metavar="ID", help="run only this rule; repeatable")
+    sp.add_argument("--show", action="store_true", help="show the last run instead of running again")
+    sp.add_argument("--list-rules", action="store_true", help="list the rules and exit")
     sp.add_argument("--json", action="store_true")
     sp = add("formats", cmd_formats, "list the log formats stanch reads")
     sp.add_argument("--json", action="store_true")

@@ -23,6 +23,7 @@ def parse(src):
         subj = CredentialRef(keys=tuple(d["subject"])) if d.get("subject") else None
         yield Parsed(n, Event(time=d["t"], vendor="toy", action=d.get("action", "api.call"), raw=d,
                               vendor_id=d.get("id"), credential=cred, subject=subj, src_ip=d.get("ip"),
+                              user_agent=d.get("ua"), principal=d.get("principal"),
                               resource=d.get("res")), id_text=line)
 
 

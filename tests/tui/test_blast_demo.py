@@ -94,3 +94,36 @@ def test_stanch_blast_json_and_text(demo: tuple[Path, dict[str, Any]], capsys: p
     assert "runtime reach" in out and "revocation set" in out
     assert main(["blast", str(path), "sha256:" + "0" * 64]) == 1
     assert "no credential with that key" in capsys.readouterr().err
+
+
+DETECTIONS = ("stanch-ioc-hit", "stanch-first-seen-ip", "stanch-first-seen-user-agent", "stanch-first-seen-asn",
+              "stanch-volume-spike", "salesforce-count-recon", "salesforce-bulk-export-then-delete",
+              "stanch-secret-in-data")
+
+
+def test_findings_catch_the_actor_and_not_the_traps(demo: tuple[Path, dict[str, Any]]) -> None:
+    """Detection findings (behaviour, IOCs, exposure) on the demo: every compromised credential is the subject of
+    one, none rests on a trap event, and none is a false positive (each has malicious evidence or is an exposed
+    secret). Posture findings (scopes, TTL, third-party tokens) describe configuration, not activity."""
+    from casefile import findings
+
+    path, truth = demo
+    malicious = {e["id"] for e in truth["malicious_events"]}
+    traps = {e for t in truth["traps"] for e in t["events"]}
+    with open_case(path) as case:
+        doc = findings.run(case)
+        key_of = {k: cid for k, cid in case.conn.execute("SELECT key, credential_id FROM credential_keys")}
+        names = {r[0]: {r[1], r[2]} for r in case.conn.execute("SELECT id, vendor_id, request_id FROM events")}
+    detections = [f for f in doc["findings"] if f["rule_id"] in DETECTIONS]
+    subjects = {f["subject"] for f in detections}
+    for c in truth["compromised_credentials"]:
+        cid = key_of.get(c["key"]) or key_of.get(c["key16"])
+        assert f"credential:{cid}" in subjects, c["why"]
+    false_positives = []
+    for f in detections:
+        ids = set(f["evidence"]).union(*(names.get(e, set()) for e in f["evidence"]))
+        assert not ids & traps, (f["rule_id"], f["summary"])
+        if f["rule_id"] != "stanch-secret-in-data" and not ids & malicious:
+            false_positives.append((f["rule_id"], f["summary"]))
+    assert false_positives == []
+    assert doc["suppressed"].get("stanch-ioc-hit", 0) > 0  # the Tor and aiohttp traps, seen before the window
