@@ -31,6 +31,7 @@ and deterministic. No vendor logic lives here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import random
 import re
@@ -303,6 +304,7 @@ class ConnectorClient:
         headers: Mapping[str, str] | None = None,
         auth: Mapping[str, str] | None = None,
         secrets: Collection[str] = (),
+        _stream: bool = False,
     ) -> httpx.Response:
         """Send one request with retries; return the response, or raise a `ConnectorError`.
 
@@ -336,7 +338,7 @@ class ConnectorClient:
             sent_at, started = self._clock(), time.monotonic()
             try:
                 async with self._semaphore:
-                    response = await self._client.send(request)
+                    response = await self._client.send(request, stream=_stream)
             except (httpx.TransportError, ssl.SSLError, OSError) as exc:
                 # anyio's TLS stream lets a TLS alert (certificate required) escape as a bare ssl.SSLError.
                 self._record(sent_at, request_id, request, None, time.monotonic() - started, attempt, exc)
@@ -350,6 +352,9 @@ class ConnectorClient:
             status = response.status_code
             if status < 400 or status in accept_status:
                 return response
+            if _stream:  # an error body is small: read it for the error text, then retry or raise
+                await response.aread()
+                await response.aclose()
             if status == 429 or (status >= 500 and status not in _NOT_RETRIED_5XX):
                 wait = self._server_wait(response)
                 if retryable and attempt <= self.max_retries:
@@ -359,6 +364,17 @@ class ConnectorClient:
                     continue
                 raise self._status_error(response, request_id, attempt - 1, wait)
             raise self._status_error(response, request_id, attempt - 1, None)
+
+    @contextlib.asynccontextmanager
+    async def stream(self, method: str, path: str | httpx.URL, **kwargs: Any) -> AsyncIterator[httpx.Response]:
+        """`request`, but the body is not read: `async with client.stream("GET", path) as r:` then
+        `async for chunk in r.aiter_bytes()`. Retries, rate limits, journal and errors are `request`'s (an error
+        answer's body is read for its message). For downloads that must not sit whole in memory."""
+        response = await self.request(method, path, _stream=True, **kwargs)
+        try:
+            yield response
+        finally:
+            await response.aclose()
 
     async def get_json(self, path: str | httpx.URL, *, params: Mapping[str, Any] | None = None,
                        accept_status: Collection[int] = ()) -> Any:

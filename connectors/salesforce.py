@@ -785,8 +785,6 @@ register(
 import asyncio  # noqa: E402
 import codecs  # noqa: E402
 import hashlib  # noqa: E402
-import time as _clock  # noqa: E402
-import uuid  # noqa: E402
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
@@ -798,7 +796,6 @@ from connectors.act import SnapshotFn, take  # noqa: E402
 from connectors.config import ConfigError, ConnectorSettings  # noqa: E402
 from connectors.http import (  # noqa: E402
     REQUEST_ID_HEADER,
-    USER_AGENT,
     ConnectorClient,
     ConnectorError,
     JournalEntry,
@@ -1375,32 +1372,14 @@ async def elf_pages(rows: AsyncIterator[str], *, stream: str, cursor: str | None
 
 
 async def _stream_get(client: ConnectorClient, path: str) -> AsyncIterator[bytes]:
-    """GET `path` and yield its body in chunks without holding it whole. `ConnectorClient` has no streaming
-    request yet, so this sends one attempt through its httpx client with the same identity headers, auth and
-    journal, and maps errors through the client (a failed download is retried by the next pull)."""
-    request_id = str(uuid.uuid4())
-    auth = client._auth_header() if client._auth_header else {}
-    client._remember_secrets(auth.values())
-    request = client._client.build_request(
-        "GET", path, headers={**auth, "Accept": "text/csv", "User-Agent": USER_AGENT, REQUEST_ID_HEADER: request_id})
-    sent_at, started = client._clock(), _clock.monotonic()
-    try:
-        response = await client._client.send(request, stream=True)
-    except httpx.TransportError as exc:
-        client._record(sent_at, request_id, request, None, _clock.monotonic() - started, 1, exc)
-        raise client._transport_failure(exc, request, request_id) or client._transport_final(
-            exc, request, request_id, 1) from exc
-    try:
-        client._record(sent_at, request_id, request, response.status_code, _clock.monotonic() - started, 1)
+    """GET `path` and yield its body in chunks without holding it whole (the client's retries, journal and
+    errors apply; a redirect is refused)."""
+    async with client.stream("GET", path, headers={"Accept": "text/csv"}) as response:
         if response.status_code >= 300:
             await response.aread()
-            if response.status_code >= 400:
-                raise client._status_error(response, request_id, 0, client._server_wait(response))
-            client._json(response)  # a redirect: raises
+            client._json(response)  # a redirect: raises with the client's message
         async for chunk in response.aiter_bytes():
             yield chunk
-    finally:
-        await response.aclose()
 
 
 def _elf_cursor(row: Mapping[str, Any]) -> str | None:

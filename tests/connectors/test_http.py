@@ -777,3 +777,26 @@ def test_every_secret_of_a_large_batch_is_scrubbed_and_old_ones_are_bounded():
     assert len(c._known_secrets) == 256
     assert "stanch-FAKE-rotating-000399" in c._known_secrets
     run(c.aclose())
+
+
+def test_stream_retries_like_request_and_yields_the_body_in_chunks(server):
+    big = "x" * 300_000
+    server.on("/download", Reply(503, {"error": "busy"}, headers={"Retry-After": "0"}), Reply(200, big))
+
+    async def go() -> int:
+        async with client(server) as c, c.stream("GET", "/download") as r:
+            n = 0
+            async for chunk in r.aiter_bytes():
+                n += len(chunk)
+            return n
+
+    assert run(go()) >= 300_000
+    assert len(server.requests_to("/download")) == 2
+    server.on("/gone", Reply(404, {"errors": ["no such file"]}))
+
+    async def missing() -> None:
+        async with client(server) as c, c.stream("GET", "/gone"):
+            pass
+
+    with pytest.raises(NotFoundError, match="404 from okta-test"):
+        run(missing())
