@@ -353,6 +353,8 @@ def cmd_findings(args: argparse.Namespace) -> int:
             for r in rules:
                 print(f"{r.id:<40} {r.severity:<8} {r.kind:<12} {r.title}")
         return EXIT_OK
+    if not args.case:
+        raise UserError("stanch findings: give the case file (stanch findings CASE), or --list-rules")
     with _open(args) as case:
         if args.show:
             doc = findings.latest(case)
