@@ -299,8 +299,76 @@ def append(base: Path, extra: Path, workdir: Path) -> dict[str, Any]:
             "append_eps": n / a["seconds"], "peak_rss_mib": max(a["peak_rss_mib"], b["peak_rss_mib"])}
 
 
+HEAVY_FP = "00c0ffee00c0ffee"  # the sha256/16 key of the benchmark's heavy token (no real token has it)
+
+
+def heavy_token_file(source: Path, n: int, workdir: Path) -> Path:
+    """`n` gateway requests (the source file's first `n`, new request ids) all made with one token: a seed with
+    `n` events of its own, the blast radius's worst case."""
+    out = workdir / f"heavy-{n}.jsonl"
+    if out.exists():
+        return out
+    part = out.with_suffix(".part")
+    with open(source, "rb") as src, open(part, "wb") as dst:
+        for i, line in enumerate(src):
+            if i >= n:
+                break
+            rec = json.loads(line)
+            rec["token_fp"], rec["token_tail"], rec["request_id"] = HEAVY_FP, "HVY1", f"heavy{i:026d}"
+            dst.write(json.dumps(rec, separators=(",", ":")).encode() + b"\n")
+    part.rename(out)
+    return out
+
+
+def analysis(n: int, heavy: int, workdir: Path, repeats: int = 7) -> dict[str, Any]:
+    """Blast radius latency on an `n`-event case (with one token holding `heavy` events) and a full findings
+    run, each beside its floor measured in the same run: the bare SQL group-by of the seed's events."""
+    import statistics
+    import time as _time
+
+    import connectors  # noqa: F401  (revokers, object readers, vendor rules)
+    from casefile.blast import blast
+    from casefile.case import open_case
+
+    source = make_input("gateway", n, workdir)
+    case = workdir / f"analysis-{n}.stanch"
+    if not case.exists() or not (workdir / f"analysis-{n}.done").exists():
+        new_case(case)
+        stanch_ingest(case, source)
+        stanch_ingest(case, heavy_token_file(source, heavy, workdir))
+        (workdir / f"analysis-{n}.done").write_text("ok")
+    with open_case(case) as c:
+        events = c.conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        heavy_id = c.conn.execute("SELECT credential_id FROM credential_keys WHERE key = ?",
+                                  (f"sha256/16:{HEAVY_FP}",)).fetchone()[0]
+        heavy_events = c.conn.execute("SELECT count(*) FROM events WHERE credential_id = ?", (heavy_id,)).fetchone()[0]
+        busy = [r[0] for r in c.conn.execute(
+            "SELECT credential_id FROM events WHERE credential_id IS NOT NULL AND credential_id != ? GROUP BY 1"
+            " ORDER BY count(*) DESC LIMIT 5", (heavy_id,))]
+
+        def timed(fn: Any) -> list[float]:
+            out = []
+            for _ in range(repeats):
+                t = _time.perf_counter()
+                fn()
+                out.append((_time.perf_counter() - t) * 1000)
+            return out
+
+        heavy_ms = timed(lambda: blast(c, str(heavy_id), as_of="2025-08-19T00:00:00Z"))
+        busy_ms = [statistics.median(timed(lambda cid=cid: blast(c, str(cid)))) for cid in busy]
+        floor_ms = timed(lambda: c.conn.execute(
+            "SELECT resource, count(*) FROM events WHERE credential_id = ? GROUP BY resource", (heavy_id,)).fetchall())
+    seconds, peak, _, out = run_tree([sys.executable, "-m", "tui.cli", "--analyst", "bench", "findings", str(case),
+                                      "--json"])
+    doc = json.loads(out)
+    return {"events": events, "heavy_events": heavy_events, "blast_heavy_p50_ms": statistics.median(heavy_ms),
+            "blast_heavy_max_ms": max(heavy_ms), "blast_busy_p50_ms": statistics.median(busy_ms),
+            "floor_p50_ms": statistics.median(floor_ms), "findings_s": seconds, "findings_peak_rss_mib": peak / 1024,
+            "findings": len(doc["findings"]), "rules": doc["rules"]}
+
+
 def report(machine: dict[str, str], rows: list[dict[str, Any]], app: dict[str, Any] | None, argv: list[str],
-           families: list[dict[str, Any]] | None = None) -> str:
+           families: list[dict[str, Any]] | None = None, ana: dict[str, Any] | None = None) -> str:
     lines = ["# stanch ingest benchmarks", "",
              f"Command: `python -m benchmarks {' '.join(argv)}` (written by the harness; do not edit by hand).", "",
              "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()), "",
@@ -334,6 +402,17 @@ def report(machine: dict[str, str], rows: list[dict[str, Any]], app: dict[str, A
             lines.append(f"| {f['family']} | {f['format']} | {f['events']:,} | {f['mb']:.0f} | {f['stanch_s']:.1f} | "
                          f"{f['stanch_eps']:,.0f} | {f['stanch_mbps']:.1f} | {f['baseline']} | "
                          f"{f['baseline_eps']:,.0f} | {f['ratio']:.2f} | {f['peak_rss_mib']:.0f} |")
+    if ana:
+        lines += ["", f"Analysis on a case of {ana['events']:,} events (one token holding {ana['heavy_events']:,} of "
+                  "them; floor: the bare SQL group-by of that token's events by resource, same run):", "",
+                  "| measure | stanch | floor | target |", "|---|---:|---:|---|",
+                  f"| blast radius, heavy token, p50 of 7 | {ana['blast_heavy_p50_ms']:.0f} ms (max "
+                  f"{ana['blast_heavy_max_ms']:.0f}) | {ana['floor_p50_ms']:.0f} ms | p50 < 300 ms: "
+                  f"{'met' if ana['blast_heavy_p50_ms'] < 300 else 'not met'} |",
+                  f"| blast radius, the 5 busiest other credentials, p50 | {ana['blast_busy_p50_ms']:.0f} ms | | |",
+                  f"| all findings ({ana['rules']} rules, {ana['findings']} findings), whole command | "
+                  f"{ana['findings_s']:.1f} s (peak RSS {ana['findings_peak_rss_mib']:.0f} MiB) | | < 60 s: "
+                  f"{'met' if ana['findings_s'] < 60 else 'not met'} |"]
     return "\n".join(lines) + "\n"
 
 
@@ -347,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--append", type=int, default=0, help="events appended to that case")
     p.add_argument("--families", type=int, default=0,
                    help="also measure the text and CSV families at this many events (JSON lines: the runs above)")
+    p.add_argument("--analysis", type=int, default=0,
+                   help="also measure the blast radius and a findings run on a case of this many gateway events")
+    p.add_argument("--heavy", type=int, default=100_000, help="events of the analysis case's heaviest token")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "stanch-bench")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     p.add_argument("--smoke", action="store_true", help="tiny sizes (CI): proves the harness runs")
@@ -354,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.gateway, args.okta, args.append_base, args.append = [20_000], 5_000, 20_000, 5_000
         args.families = 5_000
+        args.analysis, args.heavy = 20_000, 2_000
     args.workdir.mkdir(parents=True, exist_ok=True)
     machine = describe()
     print("machine:", ", ".join(f"{k} {v}" for k, v in machine.items()), flush=True)
@@ -381,7 +464,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"family {name}: {e}", flush=True)
             continue
         print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in fams[-1].items()}), flush=True)
-    text = report(machine, rows, app, argv, fams)
+    ana = analysis(args.analysis, args.heavy, args.workdir) if args.analysis > 0 else None
+    if ana:
+        print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in ana.items()}), flush=True)
+    text = report(machine, rows, app, argv, fams, ana)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(f"wrote {args.out}")

@@ -37,16 +37,15 @@ from typing import Any
 
 from casefile.case import Case, CaseError
 from casefile.identity import KeyError_, normalise_key
+from casefile.patterns import OBJECT_READERS, register_object_reader, resource_pattern
+from casefile.schema import TOKEN_USE
 from casefile.secrets import fingerprint
-from casefile.timeutil import now_iso, to_micros
+from casefile.timeutil import micros_to_iso, now_iso, to_micros
 
 SAMPLE_EVENTS = 5
 DEFAULT_DEPTH = 3
 # Actions that use a credential against a resource (runtime reach); lifecycle actions are lineage.
 _LIFECYCLE = ("token.issue", "token.refresh", "token.revoke", "token.reuse")
-
-ObjectReader = Callable[[str, str | None, str], list[str]]
-
 
 @dataclass(frozen=True, slots=True)
 class RevokeHow:
@@ -62,14 +61,8 @@ class RevokeHow:
 
 Revoker = Callable[[dict[str, Any]], RevokeHow | None]
 
-OBJECT_READERS: list[ObjectReader] = []
 REVOKERS: list[Revoker] = []
 _FALLBACK_REVOKERS: list[Revoker] = []
-
-
-def register_object_reader(fn: ObjectReader) -> ObjectReader:
-    OBJECT_READERS.append(fn)
-    return fn
 
 
 def register_revoker(fn: Revoker, *, fallback: bool = False) -> Revoker:
@@ -362,24 +355,22 @@ _INFER_WHY = (f"minted at the token endpoint from the same address within {INFER
               "use there (the grant event does not name the refresh token)")
 
 
+_U_TOKEN_USE = TOKEN_USE.replace("action", "u.action").replace("resource", "u.resource")
+
+
 def _inferred_children(case: Case, frontier: list[int]) -> list[tuple[int, int, str, str, str, str | None]]:
     """Grants that name no parent (an IdP logs the access token it mints, not the refresh token it took) joined
     to a credential in reach that was used at a token endpoint from the same address within INFER_WINDOW_S."""
-    c = case.conn
-    uses: list[tuple[int, int, str]] = []
-    for chunk in _chunks(frontier):
-        uses += c.execute(
-            f"SELECT credential_id, ts, src_ip FROM events WHERE credential_id IN ({_qs(chunk)}) AND src_ip IS NOT"
-            " NULL AND (action = 'token.refresh' OR resource LIKE '%/token' OR resource LIKE '%/token?%')", chunk
-        ).fetchall()
-    out: list[tuple[int, int, str, str, str, str | None]] = []
     span = INFER_WINDOW_S * 1_000_000
-    for parent, ts, ip in uses:
-        for child, eid, action, time in c.execute(
-                "SELECT subject_credential_id, id, action, time FROM events WHERE ts BETWEEN ? AND ? AND src_ip = ?"
-                " AND credential_id IS NULL AND subject_credential_id IS NOT NULL AND action IN ('token.issue',"
-                " 'token.refresh')", (ts - span, ts + span, ip)):
-            out.append((parent, child, eid, action, time, _INFER_WHY))
+    out: list[tuple[int, int, str, str, str, str | None]] = []
+    for chunk in _chunks(frontier):
+        out += [(*r, _INFER_WHY) for r in case.conn.execute(
+            "SELECT DISTINCT u.credential_id, g.subject_credential_id, g.id, g.action, g.time FROM events AS u"
+            " JOIN events AS g ON g.ts BETWEEN u.ts - ? AND u.ts + ? AND g.src_ip = u.src_ip"
+            f" WHERE u.credential_id IN ({_qs(chunk)}) AND {_U_TOKEN_USE}"
+            " AND u.src_ip IS NOT NULL"
+            " AND g.credential_id IS NULL AND g.subject_credential_id IS NOT NULL"
+            " AND g.action IN ('token.issue', 'token.refresh')", [span, span, *chunk])]
     return out
 
 
@@ -398,8 +389,7 @@ def _inferred_parents(case: Case, roots: list[int]) -> list[tuple[int, int, str,
     for child, ts, ip, eid, action, time in grants:
         for (parent,) in c.execute(
                 "SELECT DISTINCT credential_id FROM events WHERE ts BETWEEN ? AND ? AND src_ip = ? AND credential_id"
-                " IS NOT NULL AND credential_id != ? AND (action = 'token.refresh' OR resource LIKE '%/token' OR"
-                " resource LIKE '%/token?%')", (ts - span, ts + span, ip, child)):
+                f" IS NOT NULL AND credential_id != ? AND {TOKEN_USE}", (ts - span, ts + span, ip, child)):
             out.append((parent, child, eid, action, time, _INFER_WHY))
     return out
 
@@ -431,65 +421,66 @@ def _ttl(issued: str | None, expires: str | None) -> int | None:
         return None
 
 
-# Path segments that are ids: numbers, UUIDs, long hex, mixed letters-and-digits of 12 or more (Salesforce
-# `500Aa…`, Okta `00u…`), long opaque tokens with `_`, `-` or `.`.
-_ID_SEGMENT = re.compile(
-    r"^(?:\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{12,}"
-    r"|(?=[A-Za-z0-9]*\d)(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{12,}|(?=[A-Za-z0-9_.-]*\d)[A-Za-z0-9_.-]{24,})$")
-
-
 _SEGMENT_SPLIT = re.compile(r"[/?&=,+ ]+")
 
 
-def resource_pattern(resource: str | None) -> str:
-    """A resource with its ids folded to `{id}` and its query string dropped (`/sobjects/Case/{id}`)."""
-    if not resource:
-        return ""
-    path, _, _query = resource.partition("?")
-    if "/" not in path:
-        return path
-    parts = [("{id}" if _ID_SEGMENT.match(p) else p) for p in path.split("/")]
-    return "/".join(parts)
-
-
 def _runtime(case: Case, reach: list[int], window: tuple[str, list[int]]) -> dict[str, Any]:
+    """Calls grouped by resource pattern, objects and secrets read, exports: aggregates in SQLite over the
+    derived columns ingest stored (`events.pattern`, `events.objects`; see casefile.patterns)."""
     where, wargs = window
+    c = case.conn
+    lifecycle = ",".join(f"'{a}'" for a in _LIFECYCLE)
+    c.execute("CREATE TEMP TABLE IF NOT EXISTS blast_reach(cid INTEGER PRIMARY KEY)")
+    c.execute("DELETE FROM temp.blast_reach")
+    c.executemany("INSERT OR IGNORE INTO temp.blast_reach(cid) VALUES (?)", ((x,) for x in reach))
+    scope = f"credential_id IN (SELECT cid FROM temp.blast_reach) AND action NOT IN ({lifecycle}){where}"
+    agg = "count(*), min(time), max(time), sum(bytes), sum(rows), sum(outcome = 'failure'), min(rowid)"
     groups: dict[tuple[Any, ...], dict[str, Any]] = {}
     objects: dict[str, dict[str, Any]] = {}
-    secrets: dict[str, dict[str, Any]] = {}
-    exports: dict[str, dict[str, Any]] = {}
-    segments: set[str] = set()  # every path segment and query value the reach touched (record ids)
-    lifecycle = ",".join(f"'{a}'" for a in _LIFECYCLE)
-    for chunk in _chunks(reach):
-        rows = case.conn.execute(
-            "SELECT vendor, action, method, resource, count(*), min(time), max(time), sum(bytes), sum(rows),"
-            " group_concat(DISTINCT src_ip), group_concat(DISTINCT user_agent), sum(outcome = 'failure'),"
-            " min(rowid) FROM events"
-            f" WHERE credential_id IN ({_qs(chunk)}) AND action NOT IN ({lifecycle}){where}"
-            " GROUP BY vendor, action, method, resource", [*chunk, *wargs])
-        for vendor, action, method, resource, n, first, last, nbytes, nrows, ips, uas, failed, rowid in rows:
-            pattern = resource_pattern(resource)
-            if resource:
-                segments.update(_SEGMENT_SPLIT.split(resource))
-            key = (vendor, action, method, pattern)
-            g = groups.get(key)
-            if g is None:
-                g = groups[key] = {"vendor": vendor, "action": action, "method": method, "resource": pattern,
-                                   "count": 0, "failures": 0, "first": first, "last": last, "bytes": None,
-                                   "rows": None, "ips": set(), "user_agents": set(), "_rowids": []}
-            _merge(g, n, first, last, nbytes, nrows, failed, rowid)
-            g["ips"].update(_split(ips))
-            g["user_agents"].update(_split(uas))
-            if action == "secret.read":
-                _tally(secrets, resource or "", n, first, last, rowid, failed)
-            if action == "data.export":
-                _tally(exports, pattern, n, first, last, rowid, failed, nrows)
-            for reader in OBJECT_READERS:
-                for obj in reader(vendor, method, resource or ""):
-                    _tally(objects, obj, n, first, last, rowid, failed, nrows)
+    # One pass, grouped in SQLite by the derived pattern (and the objects read, which a SOQL query's pattern
+    # does not show). Evidence per group: its first and last event by rowid; `stanch events` lists them all.
+    for vendor, action, method, pattern, objs, n, lo, hi, nbytes, nrows, failed, rowid, last_rowid, ips, uas in c.execute(
+            "SELECT vendor, action, method, coalesce(pattern, ''), objects, count(*), min(ts), max(ts), sum(bytes),"
+            " sum(rows), sum(outcome = 'failure'), min(rowid), max(rowid), group_concat(DISTINCT src_ip),"
+            f" group_concat(DISTINCT user_agent) FROM events WHERE {scope} GROUP BY 1, 2, 3, 4, 5", wargs):
+        first, last = micros_to_iso(lo), micros_to_iso(hi)
+        key = (vendor, action, method, pattern)
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = {"vendor": vendor, "action": action, "method": method, "resource": pattern,
+                               "count": 0, "failures": 0, "first": first, "last": last, "bytes": None, "rows": None,
+                               "ips": set(), "user_agents": set(), "_rowids": []}
+        _merge(g, n, first, last, nbytes, nrows, failed, rowid)
+        if last_rowid != rowid and len(g["_rowids"]) < SAMPLE_EVENTS:
+            g["_rowids"].append(last_rowid)
+        g["ips"].update(_split(ips))
+        g["user_agents"].update(_split(uas))
+        for obj in (objs or "").split(","):
+            if obj:
+                _tally(objects, obj, n, first, last, rowid, failed, nrows)
     calls = sorted(groups.values(), key=lambda g: (-g["count"], g["resource"]))
     for g in calls:
         g["ips"], g["user_agents"] = sorted(g["ips"]), sorted(g["user_agents"])
+    if OBJECT_READERS and case.meta().get("objects_pending") == "1":
+        # events stored before objects were derived (a case migrated to v7): read theirs now
+        for vendor, method, resource, n, first, last, _nbytes, nrows, failed, rowid in c.execute(
+                f"SELECT vendor, method, resource, {agg} FROM events WHERE {scope} AND objects IS NULL"
+                " AND resource IS NOT NULL GROUP BY 1, 2, 3", wargs):
+            for obj in {o for reader in OBJECT_READERS for o in reader(vendor, method, resource)}:
+                _tally(objects, obj, n, first, last, rowid, failed, nrows)
+    secrets: dict[str, dict[str, Any]] = {}
+    for g in calls:  # a secret's path has no ids to fold: its pattern is the path
+        if g["action"] == "secret.read":
+            _tally(secrets, g["resource"], g["count"], g["first"], g["last"], g["_rowids"][0], g["failures"])
+    exports: dict[str, dict[str, Any]] = {}
+    for g in calls:
+        if g["action"] == "data.export":
+            _tally(exports, g["resource"], g["count"], g["first"], g["last"], g["_rowids"][0], g["failures"], g["rows"])
+    segments: set[str] = set()  # path segments and query values the reach touched: record ids, for exposure
+    if c.execute("SELECT 1 FROM exposures LIMIT 1").fetchone() is not None:
+        for (resource,) in c.execute(f"SELECT DISTINCT resource FROM events WHERE {scope} AND resource IS NOT NULL",
+                                     wargs):
+            segments.update(_SEGMENT_SPLIT.split(resource))
     _attach_samples(case, [*calls, *objects.values(), *secrets.values(), *exports.values()])
     return {
         "calls": calls,

@@ -38,7 +38,7 @@ OCCURRENCE_WINDOW = 1 << 18
 _COLS = ("id", "ts", "time", "vendor", "action", "outcome", "credential_id", "subject_credential_id",
          "cred_keys", "subject_keys", "principal", "client", "src_ip", "user_agent", "country", "city", "asn",
          "method", "resource", "status", "bytes", "rows", "vendor_type", "vendor_id", "request_id",
-         "session_id", "raw", "source_id", "line", "audit_seq", "row_hash")
+         "session_id", "raw", "source_id", "line", "audit_seq", "row_hash", "pattern", "objects")
 _SELECT = {"credential_id": "k1.cid", "subject_credential_id": "k2.cid", "source_id": "?1", "audit_seq": "?2"}
 # One statement moves a staged chunk into the case, in file order, joining in the credential ids.
 _MOVE = (

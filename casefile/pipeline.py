@@ -36,6 +36,8 @@ from casefile.prepare import (
     P_DIGEST,
     P_ID,
     P_LINE,
+    P_OBJECTS,
+    P_PATTERN,
     P_ROW_HASH,
     P_SUBJ_FACTS,
     P_SUBJ_KEYS,
@@ -50,7 +52,7 @@ PARALLEL_MIN_BYTES = 4 << 20  # below this, starting workers costs more than it 
 RANGE_BYTES_PER_LINE = 512  # a plain file is cut by bytes: CHUNK_LINES x this, at a line end
 
 # The staging table: the event columns in CONTENT order, then what the writer finishes.
-STAGED_COLUMNS = (*EVENT_CONTENT, "id", "digest", "row_hash", "content_hash")
+STAGED_COLUMNS = (*EVENT_CONTENT, "id", "digest", "row_hash", "content_hash", "pattern", "objects")
 _STAGE_INSERT = f"INSERT INTO e({', '.join(STAGED_COLUMNS)}) VALUES ({','.join('?' * len(STAGED_COLUMNS))})"
 
 
@@ -115,7 +117,7 @@ class _Stager:
                 elif ts > ref[2]:
                     ref[2] = ts
         self.rows.append((*out[P_COLUMNS:], out[P_LINE], out[P_ID], out[P_DIGEST], out[P_ROW_HASH],
-                          out[P_CONTENT_HASH]))
+                          out[P_CONTENT_HASH], out[P_PATTERN], out[P_OBJECTS]))
 
     def __len__(self) -> int:
         return len(self.rows) + len(self.chunk.problems)

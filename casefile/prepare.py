@@ -18,6 +18,7 @@ import orjson
 from casefile.audit import event_content_hash, event_row_hash
 from casefile.geoip import GeoIP
 from casefile.identity import REF_FACTS, KeyError_, expand_keys
+from casefile.patterns import objects_read, resource_pattern
 from casefile.records import ACTIONS, CredentialRef, Parsed, Problem
 from casefile.redact import needs_redaction, redact
 from casefile.secrets import Fingerprint
@@ -25,8 +26,9 @@ from casefile.timeutil import TimeError, to_micros, to_utc_iso
 
 # Positions in a prepared event.
 (P_LINE, P_ID, P_DIGEST, P_CRED_KEYS, P_CRED_FACTS, P_SUBJ_KEYS, P_SUBJ_FACTS, P_ROW_HASH, P_CONTENT_HASH,
- P_COLUMNS) = range(10)
+ P_PATTERN, P_OBJECTS, P_COLUMNS) = range(12)
 # P_COLUMNS onwards: the event columns, in audit.EVENT_CONTENT order minus `line` (which is P_LINE).
+# P_PATTERN, P_OBJECTS: derived from the resource (casefile.patterns), not audited content.
 
 
 def _ref(ref: CredentialRef | None) -> tuple[str | None, list[Any] | None]:
@@ -106,9 +108,11 @@ def prepare(parsed: Parsed, format_name: str, source_id: int | None = None,
         ev.city = ev.city or city
         ev.asn = ev.asn or asn
     # What is hashed is exactly what is stored (and what `verify` reads back), so types are fixed here.
+    method = _text(ev.method)
+    resource = _scrub(_text(ev.resource), raw_text, found)
     columns = [ts, iso, ev.vendor, action, _text(ev.outcome) or "unknown", cred_keys, subj_keys,
                _text(ev.principal), _text(ev.client), _text(ev.src_ip), _text(ev.user_agent), _text(ev.country),
-               _text(ev.city), _text(ev.asn), _text(ev.method), _scrub(_text(ev.resource), raw_text, found),
+               _text(ev.city), _text(ev.asn), method, resource,
                _int(ev.status),
                _int(ev.bytes), _int(ev.rows), _text(ev.vendor_type), vendor_id, _text(ev.request_id),
                _text(ev.session_id), raw_text]
@@ -121,4 +125,5 @@ def prepare(parsed: Parsed, format_name: str, source_id: int | None = None,
         text = parsed.id_text if parsed.id_text is not None else raw_text
         event_id = row_hash = None
         digest = hashlib.sha256(f"{format_name}\n{text.strip()}".encode()).hexdigest()[:32]
-    return [parsed.line, event_id, digest, cred_keys, cred_facts, subj_keys, subj_facts, row_hash, chash, *columns]
+    return [parsed.line, event_id, digest, cred_keys, cred_facts, subj_keys, subj_facts, row_hash, chash,
+            resource_pattern(resource), objects_read(ev.vendor, method, resource) or "", *columns]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -146,6 +146,10 @@ def _v3(conn: sqlite3.Connection) -> None:
     _fts_catch_up(conn)
 
 
+# An event that used a credential at a token endpoint (a refresh): the blast radius joins such uses to the grants
+# an IdP logged from the same address.
+TOKEN_USE = "(action = 'token.refresh' OR resource LIKE '%/token' OR resource LIKE '%/token?%')"  # noqa: S105 (SQL, not a secret)
+
 # Indexes the queries need, beside the primary key and the unique event id. A bulk ingest into an empty
 # case drops them and builds them once at the end (a sorted build is several times cheaper than keeping
 # them up to date row by row); `ensure_derived` rebuilds any that a crash left missing.
@@ -153,6 +157,11 @@ SECONDARY_INDEXES = {
     "events_credential_ts": "CREATE INDEX IF NOT EXISTS events_credential_ts ON events(credential_id, ts)",
     "events_subject": "CREATE INDEX IF NOT EXISTS events_subject ON events(subject_credential_id)"
                       " WHERE subject_credential_id IS NOT NULL",
+    # The blast radius's lineage: what a credential minted, and its uses at a token endpoint (small: lifecycle
+    # events only). The WHERE clauses are repeated verbatim by casefile.blast so the planner picks them.
+    "events_minting": "CREATE INDEX IF NOT EXISTS events_minting ON events(credential_id)"
+                      " WHERE subject_credential_id IS NOT NULL",
+    "events_token_use": "CREATE INDEX IF NOT EXISTS events_token_use ON events(credential_id, ts) WHERE " + TOKEN_USE,
 }
 
 
@@ -288,9 +297,23 @@ CREATE INDEX findings_run ON findings(run, severity);
 """
 
 
+# v7: derived columns of an event's resource (casefile.patterns): its pattern (ids folded to `{id}`) and the
+# objects it read, computed at ingest so the blast radius groups in SQLite. Events already in the case get their
+# pattern here; their objects stay NULL (not computed), which the blast radius computes when it needs them.
+def _v7(conn: sqlite3.Connection) -> None:
+    from casefile.patterns import resource_pattern
+
+    conn.execute("ALTER TABLE events ADD COLUMN pattern TEXT")
+    conn.execute("ALTER TABLE events ADD COLUMN objects TEXT")
+    conn.create_function("stanch_pattern", 1, resource_pattern, deterministic=True)
+    conn.execute("UPDATE events SET pattern = stanch_pattern(resource)")
+    if conn.execute("SELECT 1 FROM events LIMIT 1").fetchone() is not None:
+        conn.execute("INSERT INTO meta(key, value) VALUES ('objects_pending', '1')")
+
+
 # MIGRATIONS[n] takes a case at schema version n to n + 1 (0 is an empty file).
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    0: _script(_V1), 1: _script(_V2), 2: _v3, 3: _script(_V4), 4: _script(_V5), 5: _script(_V6),
+    0: _script(_V1), 1: _script(_V2), 2: _v3, 3: _script(_V4), 4: _script(_V5), 5: _script(_V6), 6: _v7,
 }
 
 
