@@ -1446,3 +1446,18 @@ def revoker(credential: dict[str, Any]) -> RevokeHow | None:
             return RevokeHow("aws", "deactivate-access-key", key_id, needs_raw_secret=False, reversible=True,
                              note="then delete it once the probe proves it dead")
     return None
+
+
+# ------------------------------------------------------------------------------------------- Sigma
+
+from casefile.sigma import json_field, register_sigma_source  # noqa: E402
+
+# SigmaHQ `product: aws, service: cloudtrail` rules use CloudTrail record paths: undeclared fields read `raw`.
+# vendor_type is `<eventSource>:<eventName>` and src_ip drops service names (`ec2.amazonaws.com`), so both
+# read the record; only CloudTrail records (not API Gateway access logs) are in the source.
+register_sigma_source("aws", "cloudtrail", VENDOR, {
+    "eventName": json_field("$.eventName"),
+    "eventSource": json_field("$.eventSource"),
+    "sourceIPAddress": json_field("$.sourceIPAddress"),
+    "userAgent": "user_agent",
+}, where="json_type(raw, '$.eventName') IS NOT NULL")

@@ -1523,3 +1523,76 @@ def revoker(credential: dict[str, Any]) -> RevokeHow | None:
                              needs_raw_secret=False, reversible=False,
                              note="access tokens minted with it live until they expire (60-90 min): unrevocable")
     return None
+
+
+# ------------------------------------------------------------------------------------------- Sigma
+
+from casefile.sigma import json_field, register_sigma_source  # noqa: E402
+
+
+def _both(path: str) -> str:
+    """A sign-in or audit property in the diagnostic / Event Hub shape (`properties.x`), else the Graph shape."""
+    return json_field(f"$.properties.{path}", f"$.{path}")
+
+
+_ERROR_CODE = "coalesce(json_extract(raw, '$.properties.status.errorCode'), json_extract(raw, '$.status.errorCode'))"
+_SIGNIN_TYPES = ("SignInLogs", "NonInteractiveUserSignInLogs", "ServicePrincipalSignInLogs",
+                 "MicrosoftServicePrincipalSignInLogs", "ManagedIdentitySignInLogs", "signIn")
+_SIGNIN_WHERE = f"vendor_type IN ({', '.join(repr(t) for t in _SIGNIN_TYPES)})"
+
+# SigmaHQ azure rules mix Sentinel column names (ResultType, AuthenticationRequirement, DeviceDetail.*) with
+# diagnostic-export paths (properties.message, resultType, callerIpAddress). Each maps to the diagnostic /
+# Event Hub path, then the Graph path. SQLite names are case-insensitive: `ResultType` and `resultType` are one
+# column. Arrays (targetResources, modifiedProperties) read their first element. The portal CSV shape and the
+# unified audit log (Workload records) are not mapped.
+register_sigma_source("azure", "signinlogs", VENDOR, {
+    "ResultType": json_field("$.resultType", "$.properties.status.errorCode", "$.status.errorCode"),
+    "ResultDescription": json_field("$.resultDescription", "$.properties.status.failureReason",
+                                    "$.status.failureReason"),
+    "Status": f"CASE WHEN {_ERROR_CODE} IS NULL THEN NULL WHEN {_ERROR_CODE} = 0 THEN 'Success' ELSE 'Failure' END",
+    "AuthenticationRequirement": _both("authenticationRequirement"),
+    "properties.authenticationRequirement": _both("authenticationRequirement"),
+    "ResourceDisplayName": _both("resourceDisplayName"),
+    "conditionalAccessStatus": _both("conditionalAccessStatus"),
+    "DeviceDetail.trusttype": _both("deviceDetail.trustType"),
+    "DeviceDetail.isCompliant": _both("deviceDetail.isCompliant"),
+    "DeviceDetail.deviceId": _both("deviceDetail.deviceId"),
+    "properties.deviceDetail.deviceId": _both("deviceDetail.deviceId"),
+    "RiskState": _both("riskState"),
+    "NetworkLocationDetails": _both("networkLocationDetails"),
+    "ClientApp": _both("clientAppUsed"),
+    "Username": _both("userPrincipalName"),
+    "UserPrincipalName": _both("userPrincipalName"),
+    "AppId": _both("appId"),
+    "properties.appId": _both("appId"),
+    "AppDisplayName": _both("appDisplayName"),
+    "properties.message": _both("authenticationProtocol"),
+    "userAgent": "user_agent",
+    "callerIpAddress": json_field("$.callerIpAddress", "$.properties.ipAddress", "$.ipAddress"),
+    "IPAddress": "src_ip",
+    "location": json_field("$.properties.location.countryOrRegion", "$.location.countryOrRegion", "$.location"),
+    "homeTenantId": _both("homeTenantId"),
+    "resourceTenantId": _both("resourceTenantId"),
+}, where=_SIGNIN_WHERE)
+
+register_sigma_source("azure", "auditlogs", VENDOR, {
+    "properties.message": json_field("$.properties.activityDisplayName", "$.activityDisplayName",
+                                     "$.operationName"),
+    "OperationName": json_field("$.operationName", "$.properties.activityDisplayName", "$.activityDisplayName"),
+    "ActivityDisplayName": _both("activityDisplayName"),
+    "Category": _both("category"),
+    "LoggedByService": _both("loggedByService"),
+    "Status": _both("result"),
+    "properties.result": _both("result"),
+    "Result": _both("result"),
+    "ResultReason": _both("resultReason"),
+    "OperationType": _both("operationType"),
+    "InitiatedBy.user.userPrincipalName": _both("initiatedBy.user.userPrincipalName"),
+    "TargetResources.type": _both("targetResources[0].type"),
+    "targetResources.type": _both("targetResources[0].type"),
+    "TargetResources.displayName": _both("targetResources[0].displayName"),
+    "TargetResources.ModifiedProperties.DisplayName": _both("targetResources[0].modifiedProperties[0].displayName"),
+    "TargetResources.ModifiedProperties.NewValue": _both("targetResources[0].modifiedProperties[0].newValue"),
+    "TargetResources.ModifiedProperties": _both("targetResources[0].modifiedProperties"),
+    "userAgent": "user_agent",
+}, where=f"NOT ({_SIGNIN_WHERE}) AND json_type(raw, '$.Workload') IS NULL")

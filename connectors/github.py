@@ -936,3 +936,12 @@ def revoker(credential: dict[str, Any]) -> RevokeHow | None:
         return RevokeHow("github", "revoke-credentials", key, needs_raw_secret=True,
                          note="GitHub revokes asynchronously; the probe is repeated until it answers 401")
     return None
+
+
+# ------------------------------------------------------------------------------------------- Sigma
+
+from casefile.sigma import register_sigma_source  # noqa: E402
+
+# SigmaHQ `product: github, service: audit` rules use the audit-log JSON keys: undeclared fields read `raw`.
+# Sigma's `action` is GitHub's action, never stanch's canonical `action` column.
+register_sigma_source("github", "audit", VENDOR, {"action": "vendor_type", "actor": "principal"})

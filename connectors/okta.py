@@ -1155,3 +1155,17 @@ def revoker(credential: dict[str, Any]) -> RevokeHow | None:
                              note="revoking a refresh token also ends the access tokens minted from it" if refresh
                              else "")
     return None
+
+
+# ------------------------------------------------------------------------------------------- Sigma
+
+from casefile.sigma import register_sigma_source  # noqa: E402
+
+# SigmaHQ `product: okta, service: okta` rules use System Log JSON paths: undeclared fields read `raw`.
+# `target.*` reads the first target (`$.target[0]`; casefile/sigma.py).
+register_sigma_source("okta", "okta", VENDOR, {
+    "eventType": "vendor_type",
+    "actor.alternateId": "principal",
+    "client.ipAddress": "src_ip",
+    "client.userAgent.rawUserAgent": "user_agent",
+})

@@ -361,7 +361,27 @@ def cmd_findings(args: argparse.Namespace) -> int:
             if doc is None:
                 raise UserError(f"no findings yet in {args.case}; run `stanch findings {args.case}`")
         else:
-            doc = findings.run(case, rule_dirs=args.rules or (), ioc_files=args.iocs or (), only=args.rule or ())
+            extra: list[Any] = []
+            if not args.no_sigma:
+                from casefile import sigma
+
+                paths = [sigma.BUILTIN_DIR / "stanch_salesloft_drift.yml"]
+                for d in args.sigma or ():
+                    paths.append(sigma.BUILTIN_DIR / "sigmahq" if d == "sigmahq" else Path(d))
+                for p in paths:
+                    if not p.exists():
+                        raise UserError(f"--sigma {p}: no such folder or rule file")
+                placeholders = {}
+                for item in args.sigma_var or ():
+                    name, sep, values = item.partition("=")
+                    if not sep or not name:
+                        raise UserError(f"--sigma-var {item}: expected NAME=value1,value2")
+                    placeholders[name] = [v for v in values.split(",") if v]
+                extra, problems = sigma.run_sigma(case, paths, placeholders=placeholders or None)
+                for problem in problems:
+                    print(f"stanch: sigma: {problem}", file=sys.stderr)
+            doc = findings.run(case, rule_dirs=args.rules or (), ioc_files=args.iocs or (), only=args.rule or (),
+                               extra=extra)
     if args.json:
         _print_json(doc)
         return EXIT_OK
@@ -737,6 +757,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--rules", action="append", metavar="DIR", help="a folder of your own rule files; repeatable")
     sp.add_argument("--iocs", action="append", metavar="FILE", help="an IOC pack (YAML); repeatable")
     sp.add_argument("--rule", action="append", metavar="ID", help="run only this rule; repeatable")
+    sp.add_argument("--sigma", action="append", metavar="DIR",
+                    help="also run the Sigma rules in DIR (a SigmaHQ checkout's rules/ folder, or `sigmahq` for the "
+                         "bundled Okta, GitHub, AWS and Entra rules); stanch's own Drift Sigma rules always run")
+    sp.add_argument("--sigma-var", action="append", metavar="NAME=V1,V2",
+                    help="a value list for Sigma placeholder rules (known countries, home tenant…); repeatable")
+    sp.add_argument("--no-sigma", action="store_true", help="run no Sigma rule")
     sp.add_argument("--show", action="store_true", help="show the last run instead of running again")
     sp.add_argument("--list-rules", action="store_true", help="list the rules and exit")
     sp.add_argument("--json", action="store_true")
