@@ -437,24 +437,47 @@ def _runtime(case: Case, reach: list[int], window: tuple[str, list[int]]) -> dic
     agg = "count(*), min(time), max(time), sum(bytes), sum(rows), sum(outcome = 'failure'), min(rowid)"
     groups: dict[tuple[Any, ...], dict[str, Any]] = {}
     objects: dict[str, dict[str, Any]] = {}
-    # One pass, grouped in SQLite by the derived pattern (and the objects read, which a SOQL query's pattern
-    # does not show). Evidence per group: its first and last event by rowid; `stanch events` lists them all.
-    for vendor, action, method, pattern, objs, n, lo, hi, nbytes, nrows, failed, rowid, last_rowid, ips, uas in c.execute(
-            "SELECT vendor, action, method, coalesce(pattern, ''), objects, count(*), min(ts), max(ts), sum(bytes),"
-            " sum(rows), sum(outcome = 'failure'), min(rowid), max(rowid), group_concat(DISTINCT src_ip),"
-            f" group_concat(DISTINCT user_agent) FROM events WHERE {scope} GROUP BY 1, 2, 3, 4, 5", wargs):
+    addrs: dict[tuple[str, str], tuple[set[str], set[str]]] = {}  # (method, pattern) -> addresses, agents
+    if not where:
+        # No time window: the rollups ingest keeps (casefile.schema, v8) already hold each group.
+        rows = c.execute(
+            "SELECT vendor, action, method, pattern, objects, sum(n), min(lo), max(hi), sum(bytes), sum(rows),"
+            " sum(failures), min(first_rowid), max(last_rowid) FROM rollup WHERE credential_id IN"
+            " (SELECT cid FROM temp.blast_reach) GROUP BY 1, 2, 3, 4, 5").fetchall()
+        for method, pattern, ip, ua in c.execute(
+                "SELECT DISTINCT method, pattern, src_ip, user_agent FROM rollup_addr WHERE credential_id IN"
+                " (SELECT cid FROM temp.blast_reach)"):
+            ips, uas = addrs.setdefault((method, pattern), (set(), set()))
+            if ip:
+                ips.add(ip)
+            if ua:
+                uas.add(ua)
+    else:
+        rows = c.execute(
+            "SELECT vendor, action, coalesce(method, ''), coalesce(pattern, ''), coalesce(objects, ''), count(*),"
+            " min(ts), max(ts), sum(bytes), sum(rows), sum(outcome = 'failure'), min(rowid), max(rowid),"
+            f" group_concat(DISTINCT src_ip), group_concat(DISTINCT user_agent) FROM events WHERE {scope}"
+            " GROUP BY 1, 2, 3, 4, 5", wargs).fetchall()
+    # Evidence per group: its first and last event by rowid; `stanch events` lists them all.
+    for row in rows:
+        vendor, action, method, pattern, objs, n, lo, hi, nbytes, nrows, failed, rowid, last_rowid = row[:13]
         first, last = micros_to_iso(lo), micros_to_iso(hi)
-        key = (vendor, action, method, pattern)
+        key = (vendor, action, method or None, pattern)
         g = groups.get(key)
         if g is None:
-            g = groups[key] = {"vendor": vendor, "action": action, "method": method, "resource": pattern,
+            g = groups[key] = {"vendor": vendor, "action": action, "method": method or None, "resource": pattern,
                                "count": 0, "failures": 0, "first": first, "last": last, "bytes": None, "rows": None,
                                "ips": set(), "user_agents": set(), "_rowids": []}
         _merge(g, n, first, last, nbytes, nrows, failed, rowid)
         if last_rowid != rowid and len(g["_rowids"]) < SAMPLE_EVENTS:
             g["_rowids"].append(last_rowid)
-        g["ips"].update(_split(ips))
-        g["user_agents"].update(_split(uas))
+        if len(row) > 13:
+            g["ips"].update(_split(row[13]))
+            g["user_agents"].update(_split(row[14]))
+        else:
+            ips, uas = addrs.get((method, pattern), (set(), set()))
+            g["ips"].update(ips)
+            g["user_agents"].update(uas)
         for obj in (objs or "").split(","):
             if obj:
                 _tally(objects, obj, n, first, last, rowid, failed, nrows)

@@ -10,6 +10,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+from casefile.schema import move_rollups
 from casefile.timeutil import micros_to_iso
 
 KEY_KINDS = ("sha256", "sha256/16", "jti", "vault-accessor", "vault-hmac", "okta-token", "github-token",
@@ -153,6 +154,7 @@ class Resolver:
         c.execute("UPDATE credential_keys SET credential_id = ? WHERE credential_id = ?", (winner, loser))
         c.execute("UPDATE events SET credential_id = ? WHERE credential_id = ?", (winner, loser))
         c.execute("UPDATE events SET subject_credential_id = ? WHERE subject_credential_id = ?", (winner, loser))
+        move_rollups(c, loser, winner)
         row = c.execute(f"SELECT {', '.join(_FACTS)}, first_seen, last_used, status FROM credentials WHERE id = ?",
                         (loser,)).fetchone()
         if row is not None:

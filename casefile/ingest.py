@@ -26,7 +26,7 @@ from casefile.case import Case, CaseError
 from casefile.geoip import GeoIP
 from casefile.identity import Resolver
 from casefile.pipeline import Chunk, ParserFailed, staged_chunks, workers_for
-from casefile.schema import FTS_DOC_SQL, drop_secondary_indexes, ensure_derived
+from casefile.schema import FTS_DOC_SQL, drop_secondary_indexes, ensure_derived, fold_rollups
 from casefile.sources import FileSource, expand
 from casefile.timeutil import now_iso
 
@@ -285,6 +285,8 @@ class _ChunkWriter:
                 # The timeline's full-text rows go in with their events, while the workers parse ahead.
                 c.execute(_FTS_INSERT, (before,))
                 c.execute("UPDATE meta SET value = ? WHERE key = 'fts_rowid'", (str(top),))
+            if inserted:
+                fold_rollups(c, before)
             resolver.flush()
             audit.record_rows(c, "events", before, seq, self.case.analyst, "ingest.batch",
                               {"source": self.source_id, "events": inserted})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 _V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -311,9 +311,84 @@ def _v7(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO meta(key, value) VALUES ('objects_pending', '1')")
 
 
+# v8: rollups of each credential's use (derived, not audited, kept in the transaction that stores the events):
+# per call group (vendor, action, method, pattern, objects) and per (method, pattern, address, user agent). The
+# blast radius reads them instead of the events, so its cost follows the number of groups, not of events.
+LIFECYCLE_ACTIONS = ("token.issue", "token.refresh", "token.revoke", "token.reuse")
+_LIFECYCLE_SQL = ", ".join(f"'{a}'" for a in LIFECYCLE_ACTIONS)
+_V8 = """
+CREATE TABLE rollup (
+    credential_id INTEGER NOT NULL,
+    vendor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    method TEXT NOT NULL,
+    pattern TEXT NOT NULL,
+    objects TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    lo INTEGER NOT NULL,
+    hi INTEGER NOT NULL,
+    bytes INTEGER,
+    rows INTEGER,
+    failures INTEGER NOT NULL,
+    first_rowid INTEGER NOT NULL,
+    last_rowid INTEGER NOT NULL,
+    PRIMARY KEY (credential_id, vendor, action, method, pattern, objects)
+) WITHOUT ROWID;
+CREATE TABLE rollup_addr (
+    credential_id INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    pattern TEXT NOT NULL,
+    src_ip TEXT NOT NULL,
+    user_agent TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    lo INTEGER NOT NULL,
+    hi INTEGER NOT NULL,
+    PRIMARY KEY (credential_id, method, pattern, src_ip, user_agent)
+) WITHOUT ROWID
+"""
+_SUM = "CASE WHEN {0} IS NULL THEN excluded.{0} WHEN excluded.{0} IS NULL THEN {0} ELSE {0} + excluded.{0} END"
+ROLLUP_UPSERT = (
+    " ON CONFLICT DO UPDATE SET n = n + excluded.n, lo = min(lo, excluded.lo), hi = max(hi, excluded.hi),"
+    f" bytes = {_SUM.format('bytes')}, rows = {_SUM.format('rows')}, failures = failures + excluded.failures,"
+    " first_rowid = min(first_rowid, excluded.first_rowid), last_rowid = max(last_rowid, excluded.last_rowid)")
+ADDR_UPSERT = " ON CONFLICT DO UPDATE SET n = n + excluded.n, lo = min(lo, excluded.lo), hi = max(hi, excluded.hi)"
+# Fold the events after rowid ? into the rollups (inside the transaction that stored them).
+ROLLUP_FROM_EVENTS = (
+    "INSERT INTO rollup SELECT credential_id, vendor, action, coalesce(method, ''), coalesce(pattern, ''),"
+    " coalesce(objects, ''), count(*), min(ts), max(ts), sum(bytes), sum(rows), sum(outcome = 'failure'),"
+    " min(rowid), max(rowid) FROM events WHERE rowid > ? AND credential_id IS NOT NULL"
+    f" AND action NOT IN ({_LIFECYCLE_SQL}) GROUP BY 1, 2, 3, 4, 5, 6" + ROLLUP_UPSERT)
+ADDR_FROM_EVENTS = (
+    "INSERT INTO rollup_addr SELECT credential_id, coalesce(method, ''), coalesce(pattern, ''),"
+    " coalesce(src_ip, ''), coalesce(user_agent, ''), count(*), min(ts), max(ts) FROM events WHERE rowid > ?"
+    f" AND credential_id IS NOT NULL AND action NOT IN ({_LIFECYCLE_SQL}) GROUP BY 1, 2, 3, 4, 5" + ADDR_UPSERT)
+
+
+def fold_rollups(conn: sqlite3.Connection, after_rowid: int) -> None:
+    """Add the events stored after `after_rowid` to the rollups (call inside the storing transaction)."""
+    conn.execute(ROLLUP_FROM_EVENTS, (after_rowid,))
+    conn.execute(ADDR_FROM_EVENTS, (after_rowid,))
+
+
+def move_rollups(conn: sqlite3.Connection, loser: int, winner: int) -> None:
+    """Two credentials merged: their rollups become the winner's."""
+    conn.execute("INSERT INTO rollup SELECT ?, vendor, action, method, pattern, objects, n, lo, hi, bytes, rows,"
+                 " failures, first_rowid, last_rowid FROM rollup WHERE credential_id = ?" + ROLLUP_UPSERT,
+                 (winner, loser))
+    conn.execute("DELETE FROM rollup WHERE credential_id = ?", (loser,))
+    conn.execute("INSERT INTO rollup_addr SELECT ?, method, pattern, src_ip, user_agent, n, lo, hi FROM rollup_addr"
+                 " WHERE credential_id = ?" + ADDR_UPSERT, (winner, loser))
+    conn.execute("DELETE FROM rollup_addr WHERE credential_id = ?", (loser,))
+
+
+def _v8(conn: sqlite3.Connection) -> None:
+    _script(_V8)(conn)
+    fold_rollups(conn, 0)
+
+
 # MIGRATIONS[n] takes a case at schema version n to n + 1 (0 is an empty file).
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    0: _script(_V1), 1: _script(_V2), 2: _v3, 3: _script(_V4), 4: _script(_V5), 5: _script(_V6), 6: _v7,
+    0: _script(_V1), 1: _script(_V2), 2: _v3, 3: _script(_V4), 4: _script(_V5), 5: _script(_V6), 6: _v7, 7: _v8,
 }
 
 
