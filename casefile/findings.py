@@ -377,9 +377,23 @@ def _ioc_hits(ctx: Context, rule: Rule) -> list[Finding]:
             conds.append("ioc_net(src_ip) = 1")
             nets = pack.networks
             ctx.conn.create_function("ioc_net", 1, lambda ip, nets=nets: _in_nets(ip, nets), deterministic=True)
-        rows = ctx.conn.execute(
-            "SELECT credential_id, principal, src_ip, lower(user_agent), asn, count(*), min(ts), max(ts) FROM events"
-            f" WHERE ({' OR '.join(conds)}) AND {NOT_OWN} GROUP BY 1, 2, 3, 4, 5", args).fetchall()
+        if pack.networks or pack.asns:  # CIDR and ASN indicators need the events themselves
+            rows = ctx.conn.execute(
+                "SELECT credential_id, principal, src_ip, lower(user_agent), asn, count(*), min(ts), max(ts) FROM events"
+                f" WHERE ({' OR '.join(conds)}) AND {NOT_OWN} GROUP BY 1, 2, 3, 4, 5", args).fetchall()
+        else:
+            # Credentials' calls from the rollups (addresses and agents per credential); events that name no
+            # credential (an IdP's grants and sign-ins) through the index, as they are few.
+            rollup_conds = " OR ".join(x.replace("src_ip", "a.src_ip").replace("lower(user_agent)", "lower(a.user_agent)")
+                                       for x in conds)
+            rows = ctx.conn.execute(
+                "SELECT a.credential_id, NULL, a.src_ip, lower(a.user_agent), NULL, sum(a.n), min(a.lo), max(a.hi)"
+                f" FROM rollup_addr AS a WHERE ({rollup_conds}) AND a.user_agent NOT LIKE '{OWN_AGENT}%'"
+                " GROUP BY 1, 3, 4", args).fetchall()
+            rows += ctx.conn.execute(
+                "SELECT credential_id, principal, src_ip, lower(user_agent), asn, count(*), min(ts), max(ts) FROM events"
+                f" WHERE credential_id IS NULL AND ({' OR '.join(conds)}) AND {NOT_OWN} GROUP BY 1, 2, 3, 4, 5",
+                args).fetchall()
         # Hits are grouped by credential; events that name none (an IdP's grant, a sign-in) by principal, else
         # by address.
         groups: dict[tuple[str, Any], list[tuple[Any, ...]]] = {}
@@ -455,19 +469,21 @@ def _principals(ctx: Context, cids: list[int]) -> dict[int, str]:
 
 
 def _seen_before(ctx: Context, indicator: tuple[str, str], cid: int | None, principal: str | None, hit_ts: int) -> bool:
-    """Whether the principal (else the credential) used this indicator before its baseline ended."""
+    """Whether the principal (else the credential) used this indicator before its baseline ended. Each query
+    walks the (credential, time) index: the principal's credentials, then the events that name no credential."""
     col = {"ip": "src_ip", "ua": "lower(user_agent)", "asn": "asn"}[indicator[0]]
     end = ctx.window_start if ctx.window_start is not None else hit_ts
+    creds = [cid] if cid is not None else []
     if principal:
-        creds = [r[0] for r in ctx.conn.execute("SELECT id FROM credentials WHERE principal = ?", (principal,))]
-        q = ",".join("?" * len(creds)) or "NULL"
-        row = ctx.conn.execute(
-            f"SELECT 1 FROM events WHERE ts < ? AND {col} = ? AND (principal = ? OR credential_id IN ({q})) LIMIT 1",
-            (end, indicator[1], principal, *creds)).fetchone()
-        return row is not None
-    if cid is not None:
-        return ctx.conn.execute(f"SELECT 1 FROM events WHERE ts < ? AND {col} = ? AND credential_id = ? LIMIT 1",
-                                (end, indicator[1], cid)).fetchone() is not None
+        creds += [r[0] for r in ctx.conn.execute("SELECT id FROM credentials WHERE principal = ?", (principal,))]
+    for i in range(0, len(creds), 500):
+        chunk = creds[i:i + 500]
+        if ctx.conn.execute(f"SELECT 1 FROM events WHERE credential_id IN ({','.join('?' * len(chunk))}) AND ts < ?"
+                            f" AND {col} = ? LIMIT 1", (*chunk, end, indicator[1])).fetchone() is not None:
+            return True
+    if principal:
+        return ctx.conn.execute(f"SELECT 1 FROM events WHERE credential_id IS NULL AND ts < ? AND principal = ?"
+                                f" AND {col} = ? LIMIT 1", (end, principal, indicator[1])).fetchone() is not None
     return False
 
 
@@ -491,13 +507,12 @@ def _first_seen(ctx: Context, rule: Rule) -> list[Finding]:
             f"SELECT credential_id, {col}, min(lo), max(hi), sum(n) FROM rollup_addr WHERE {col} != '' AND {own}"
             f" GROUP BY credential_id, {col}").fetchall()
     else:
-        firsts = ctx.conn.execute(
-            "SELECT credential_id, min(ts), count(*) FROM events WHERE credential_id IS NOT NULL AND"
-            f" {NOT_OWN} GROUP BY credential_id").fetchall()
+        firsts = ctx.conn.execute("SELECT credential_id, min(lo), sum(n) FROM rollup GROUP BY credential_id").fetchall()
         rows = ctx.conn.execute(
             f"SELECT credential_id, {col}, min(ts), max(ts), count(*) FROM events WHERE credential_id IS NOT NULL"
             f" AND {col} IS NOT NULL AND {NOT_OWN} GROUP BY credential_id, {col}").fetchall()
     ends = {cid: _baseline_end(ctx, lo) for cid, lo, _ in firsts}
+    rows = [r for r in rows if r[0] in ends]
     base_count: dict[int, int] = {}
     new: dict[int, list[tuple[str, int, int, int]]] = {}
     for cid, value, lo, hi, n in rows:
@@ -709,7 +724,8 @@ _BROWSER = ("mozilla/", "opera/")
 def _shared(ctx: Context, rule: Rule) -> list[Finding]:
     rows = ctx.conn.execute(
         "SELECT credential_id, count(DISTINCT client), count(DISTINCT substr(lower(user_agent), 1, instr(user_agent ||"
-        f" '/', '/'))), group_concat(DISTINCT client) FROM events WHERE credential_id IS NOT NULL AND {NOT_OWN}"
+        f" '/', '/'))), group_concat(DISTINCT client) FROM events WHERE credential_id IS NOT NULL AND client IS NOT NULL"
+        f" AND {NOT_OWN}"
         " GROUP BY credential_id HAVING count(DISTINCT client) > 1").fetchall()
     out = []
     for cid, nclients, _families, clients in rows:

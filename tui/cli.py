@@ -362,12 +362,12 @@ def cmd_findings(args: argparse.Namespace) -> int:
                 raise UserError(f"no findings yet in {args.case}; run `stanch findings {args.case}`")
         else:
             extra: list[Any] = []
-            if not args.no_sigma:
+            if args.sigma:
                 from casefile import sigma
 
-                paths = [sigma.BUILTIN_DIR / "stanch_salesloft_drift.yml"]
-                for d in args.sigma or ():
-                    paths.append(sigma.BUILTIN_DIR / "sigmahq" if d == "sigmahq" else Path(d))
+                named = {"stanch": sigma.BUILTIN_DIR / "stanch_salesloft_drift.yml",
+                         "sigmahq": sigma.BUILTIN_DIR / "sigmahq"}
+                paths = [named.get(d, Path(d)) for d in args.sigma]
                 for p in paths:
                     if not p.exists():
                         raise UserError(f"--sigma {p}: no such folder or rule file")
@@ -758,11 +758,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--iocs", action="append", metavar="FILE", help="an IOC pack (YAML); repeatable")
     sp.add_argument("--rule", action="append", metavar="ID", help="run only this rule; repeatable")
     sp.add_argument("--sigma", action="append", metavar="DIR",
-                    help="also run the Sigma rules in DIR (a SigmaHQ checkout's rules/ folder, or `sigmahq` for the "
-                         "bundled Okta, GitHub, AWS and Entra rules); stanch's own Drift Sigma rules always run")
+                    help="also run Sigma rules: a folder or file (a SigmaHQ checkout's rules/), `stanch` for stanch's "
+                         "own Salesloft Drift rules, `sigmahq` for the bundled Okta, GitHub, AWS and Entra rules")
     sp.add_argument("--sigma-var", action="append", metavar="NAME=V1,V2",
                     help="a value list for Sigma placeholder rules (known countries, home tenant…); repeatable")
-    sp.add_argument("--no-sigma", action="store_true", help="run no Sigma rule")
     sp.add_argument("--show", action="store_true", help="show the last run instead of running again")
     sp.add_argument("--list-rules", action="store_true", help="list the rules and exit")
     sp.add_argument("--json", action="store_true")
