@@ -790,7 +790,32 @@ def _exposed(ctx: Context, rule: Rule) -> list[Finding]:
     return out
 
 
+def _retired(ctx: Context, rule: Rule) -> list[Finding]:
+    """NHI1: credentials used after their app was retired or their owner offboarded, by the policy's lists
+    (`stanch case set --policy 'retired_apps={"<client>": "<ISO time>"}'`, `offboarded={"<principal>": …}`;
+    a value of true means since ever). Vendor rules find retirements in the logs themselves (Okta)."""
+    out: list[Finding] = []
+    for field_name, col, label in (("retired_apps", "client", "app"), ("offboarded", "principal", "owner")):
+        entries = ctx.policy.get(field_name) or {}
+        if not isinstance(entries, dict):
+            raise RuleError(f"policy {field_name}: expected a JSON object of {col} -> ISO time (or true)")
+        for who, when in entries.items():
+            since = 0 if when is True else to_micros(str(when))
+            for c in _cred_rows(ctx, f"{col} = ?", [who]):
+                n, lo, hi = ctx.conn.execute(
+                    f"SELECT count(*), min(ts), max(ts) FROM events WHERE credential_id = ? AND ts > ? AND {NOT_OWN}",
+                    (c["id"], since)).fetchone()
+                if not n:
+                    continue
+                ev = _evidence(ctx, f"credential_id = ? AND ts > ? AND {NOT_OWN}", [c["id"], since])
+                out.append(rule.finding(f"credential:{c['id']}", f"{c['kind']} {c['preview'] or ''} used {n} time(s) "
+                                        f"after its {label} {who} was retired" + (f" ({when})" if when is not True else ""),
+                                        evidence=ev, count=n, first=_iso(lo), last=_iso(hi)))
+    return out
+
+
 _CHECKS: dict[str, Callable[[Context, Rule], list[Finding]]] = {
+    "retired": _retired,
     "ttl_above_policy": _ttl_above, "broad_scopes": _broad_scopes, "possession_only": _possession_only,
     "shared": _shared, "interactive_agent": _interactive, "third_party": _third_party, "exposed": _exposed,
 }

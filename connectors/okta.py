@@ -1169,3 +1169,12 @@ register_sigma_source("okta", "okta", VENDOR, {
     "client.ipAddress": "src_ip",
     "client.userAgent.rawUserAgent": "user_agent",
 })
+
+
+# ------------------------------------------------------------------------------------------- finding rules
+
+from pathlib import Path as _Path  # noqa: E402
+
+from casefile.findings import register_rules_dir  # noqa: E402
+
+register_rules_dir(_Path(__file__).parent / "rules" / "okta")

@@ -117,3 +117,37 @@ def test_bad_ioc_pack(tmp_path):
     p.write_text("pack: x\nips: [not-an-ip]\n")
     with pytest.raises(F.RuleError, match=r"p.yaml: field ips\[1\]: 'not-an-ip' is not an IP"):
         F.load_iocs([p])
+
+
+def test_use_after_retired_from_the_policy(case):
+    import orjson as _o
+
+    case.set_meta({"policy": _o.dumps({"offboarded": {"alice@acme.example": "2025-08-05T00:00:00Z"}}).decode()})
+    case.conn.execute("UPDATE credentials SET principal = 'alice@acme.example' WHERE id = 1")
+    (f,) = only(case, "stanch-use-after-retired")
+    assert f["subject"] == "credential:1" and f["nhi"] == ["NHI1:2025"] and f["count"] == 15  # 3 days x 4 + 3
+
+
+def test_okta_use_after_user_deactivated(tmp_path):
+    import connectors  # noqa: F401  (the Okta rule folder)
+
+    rows = [
+        {"uuid": "u1", "published": "2025-08-01T10:00:00.000Z", "eventType": "user.lifecycle.deactivate",
+         "actor": {"alternateId": "admin@acme.example"}, "outcome": {"result": "SUCCESS"},
+         "target": [{"id": "00u1", "type": "User", "alternateId": "bob@acme.example"}]},
+        {"uuid": "u2", "published": "2025-08-02T10:00:00.000Z", "eventType": "app.oauth2.as.token.grant.access_token",
+         "actor": {"alternateId": "bob@acme.example"}, "outcome": {"result": "SUCCESS"},
+         "client": {"ipAddress": "203.0.113.5", "id": "0oaAPP"},
+         "target": [{"id": "AT.bobtoken1", "type": "access_token", "detailEntry": {"expires": "2025-08-02T11:00:00.000Z"}}]},
+        {"uuid": "u3", "published": "2025-08-02T10:05:00.000Z", "eventType": "system.api_token.create",
+         "actor": {"alternateId": "bob@acme.example"}, "outcome": {"result": "SUCCESS"},
+         "transaction": {"detail": {"requestApiTokenId": "00TbobToken"}},
+         "client": {"ipAddress": "203.0.113.5"}, "target": [{"id": "00Tnew", "type": "Token"}]},
+    ]
+    p = tmp_path / "okta.jsonl"
+    p.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    with create_case(tmp_path / "c.stanch") as c:
+        ingest(c, [str(p)], "okta-system-log")
+        c.conn.execute("UPDATE credentials SET principal = 'bob@acme.example'")
+        found = only(c, "okta-use-after-user-offboarded")
+    assert found and all(f["nhi"] == ["NHI1:2025"] for f in found)
