@@ -324,6 +324,19 @@ def _exposure(case: Case, nodes: dict[int, _Node], reach: list[int], segments: s
     Each becomes an `exposed` credential with the reads that prove it."""
     types = {o["object"] for o in objects_read}
     out: list[dict[str, Any]] = []
+    # Credentials found in the payload of an event in reach (a token in a request body, a key in a response).
+    for rowid, cid, fld, shape, preview, line, path, event_id in case.conn.execute(
+            "SELECT x.rowid, x.credential_id, x.field, x.shape, x.preview, x.line, s.path, x.event_id FROM exposures"
+            " AS x JOIN events AS ev ON ev.rowid = x.event_rowid LEFT JOIN sources AS s ON s.id = x.source_id"
+            " WHERE x.event_rowid IS NOT NULL AND ev.credential_id IN (SELECT cid FROM temp.blast_reach)"
+            " ORDER BY x.rowid").fetchall():
+        if cid in nodes and nodes[cid].role != "exposed":
+            continue
+        if cid not in nodes:
+            nodes[cid] = _Node(cid, "exposed", 0, f"found in the payload of event {event_id} ({fld or 'text'})")
+        out.append({"credential": cid, "preview": preview, "shape": shape,
+                    "found_in": {"file": path, "line": line, "object": None, "object_type": None, "field": fld},
+                    "matched_by": "event payload", "read_by": [event_id], "exposure_row": rowid})
     rows = case.conn.execute(
         "SELECT x.rowid, x.credential_id, x.object, x.object_type, x.field, x.shape, x.preview, x.line, s.path"
         " FROM exposures AS x LEFT JOIN sources AS s ON s.id = x.source_id ORDER BY x.rowid").fetchall()

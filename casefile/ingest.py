@@ -257,6 +257,24 @@ class _ChunkWriter:
             c.execute("DETACH DATABASE stage")
             os.unlink(chunk.path)
 
+    def _store_exposed(self, before: int, seq: int) -> tuple[int, int] | None:
+        """Credentials found in the payloads of the events this chunk stored (not in duplicates it skipped),
+        as `exposures` rows naming the event; returns (the rowid they follow, their audit seq)."""
+        c = self.case.conn
+        after = c.execute("SELECT coalesce(max(rowid), 0) FROM exposures").fetchone()[0]
+        rows = c.execute(
+            "SELECT k.cid, ev.id, ev.rowid, ev.line, x.field, x.shape, x.preview FROM stage.x AS x"
+            " JOIN stage.e AS e ON e.rowid = x.erow JOIN temp.keymap AS k ON k.keys = x.keys"
+            " JOIN events AS ev ON ev.ts = e.ts AND ev.id = e.id AND ev.rowid > ? ORDER BY x.rowid", (before,)).fetchall()
+        if not rows:
+            return None
+        for i, (cid, event_id, event_rowid, line, fld, shape, preview) in enumerate(rows, after + 1):
+            values = (i, self.source_id, event_id, line, None, None, fld, shape, preview, seq)
+            c.execute("INSERT INTO exposures(rowid, credential_id, source_id, event_id, line, object, object_type,"
+                      " field, shape, preview, audit_seq, row_hash, event_rowid) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                      (i, cid, *values[1:], audit.row_hash(values), event_rowid))
+        return after, seq
+
     def _fts_current(self, before: int) -> bool:
         """True when the full-text index holds every event up to `before` (else ensure_derived catches up)."""
         row = self.case.conn.execute("SELECT value FROM meta WHERE key = 'fts_rowid'").fetchone()
@@ -287,9 +305,15 @@ class _ChunkWriter:
                 c.execute("UPDATE meta SET value = ? WHERE key = 'fts_rowid'", (str(top),))
             if inserted:
                 fold_rollups(c, before)
+            exposed_seq = None
+            if chunk.exposed and inserted:
+                exposed_seq = self._store_exposed(before, seq + 1)
             resolver.flush()
             audit.record_rows(c, "events", before, seq, self.case.analyst, "ingest.batch",
                               {"source": self.source_id, "events": inserted})
+            if exposed_seq is not None:
+                audit.record_rows(c, "exposures", exposed_seq[0], exposed_seq[1], self.case.analyst,
+                                  "ingest.exposures", {"source": self.source_id})
             c.execute("COMMIT")
         except BaseException:
             if c.in_transaction:  # an interrupt may land after COMMIT

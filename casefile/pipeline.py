@@ -34,6 +34,7 @@ from casefile.prepare import (
     P_CRED_FACTS,
     P_CRED_KEYS,
     P_DIGEST,
+    P_EXPOSED,
     P_ID,
     P_LINE,
     P_OBJECTS,
@@ -66,6 +67,7 @@ class Chunk:
     # joined keys -> [facts (REF_FACTS order), first ts, last ts]
     refs: dict[str, list[Any]] = field(default_factory=dict)
     error: str | None = None
+    exposed: int = 0  # credentials found in the chunk's records (staged in table `x`)
 
     def __len__(self) -> int:
         return self.events + len(self.problems)
@@ -100,6 +102,7 @@ class _Stager:
         self.source_id = source_id
         self.geo = for_paths(geoip)
         self.rows: list[tuple[Any, ...]] = []
+        self.exposed: list[tuple[Any, ...]] = []  # (stage rowid of the event, keys, field, shape, preview)
 
     def add(self, item: Any) -> None:
         out = item if isinstance(item, Problem) else prepare(item, self.fmt_name, self.source_id, self.geo)
@@ -118,6 +121,10 @@ class _Stager:
                     ref[2] = ts
         self.rows.append((*out[P_COLUMNS:], out[P_LINE], out[P_ID], out[P_DIGEST], out[P_ROW_HASH],
                           out[P_CONTENT_HASH], out[P_PATTERN], out[P_OBJECTS]))
+        for keys, facts, fld, shape, preview in out[P_EXPOSED]:
+            if keys not in self.chunk.refs:
+                self.chunk.refs[keys] = [facts, ts, ts]
+            self.exposed.append((len(self.rows), keys, fld, shape or None, preview or None))
 
     def __len__(self) -> int:
         return len(self.rows) + len(self.chunk.problems)
@@ -128,13 +135,17 @@ class _Stager:
             conn.execute("PRAGMA journal_mode = OFF")
             conn.execute("PRAGMA synchronous = OFF")
             conn.execute(f"CREATE TABLE e({', '.join(STAGED_COLUMNS)})")
+            conn.execute("CREATE TABLE x(erow INTEGER, keys TEXT, field TEXT, shape TEXT, preview TEXT)")
             conn.execute("BEGIN")
             conn.executemany(_STAGE_INSERT, self.rows)
+            conn.executemany("INSERT INTO x VALUES (?, ?, ?, ?, ?)", self.exposed)
             conn.execute("COMMIT")
         finally:
             conn.close()
         self.chunk.events = len(self.rows)
+        self.chunk.exposed = len(self.exposed)
         self.rows = []
+        self.exposed = []
         return self.chunk
 
 
@@ -165,7 +176,7 @@ def _work(args: tuple[str, str, int | None, int, list[str] | tuple[str, int, int
         error = repr(e)
     chunk = stager.write()
     chunk.error = error
-    return orjson.dumps([chunk.path, chunk.events, chunk.problems, chunk.refs, chunk.error])
+    return orjson.dumps([chunk.path, chunk.events, chunk.problems, chunk.refs, chunk.error, chunk.exposed])
 
 
 def _ranges(path: str, size: int) -> Iterator[tuple[int, tuple[str, int, int]]]:
@@ -253,8 +264,8 @@ def staged_chunks(fmt: formats.Format, src: FileSource, staging_dir: str, worker
         pending: deque[Any] = deque()
 
         def take() -> Chunk:
-            path, events, problems, refs, error = orjson.loads(pending.popleft().get())
-            return Chunk(path, events, problems, refs, error)
+            path, events, problems, refs, error, exposed = orjson.loads(pending.popleft().get())
+            return Chunk(path, events, problems, refs, error, exposed)
 
         work: Iterator[tuple[int, Any]] = (_ranges(src.path, size * RANGE_BYTES_PER_LINE) if src.is_plain_file()
                                            else _chunks(src, size))

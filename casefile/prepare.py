@@ -26,7 +26,9 @@ from casefile.timeutil import TimeError, to_micros, to_utc_iso
 
 # Positions in a prepared event.
 (P_LINE, P_ID, P_DIGEST, P_CRED_KEYS, P_CRED_FACTS, P_SUBJ_KEYS, P_SUBJ_FACTS, P_ROW_HASH, P_CONTENT_HASH,
- P_PATTERN, P_OBJECTS, P_COLUMNS) = range(12)
+ P_PATTERN, P_OBJECTS, P_EXPOSED, P_COLUMNS) = range(13)
+# P_EXPOSED: credentials of a known shape found in the record's data (not presented as its auth): a list of
+# [joined keys, facts (REF_FACTS order), field, shape, preview]. They become `exposures` rows (second order).
 # P_COLUMNS onwards: the event columns, in audit.EVENT_CONTENT order minus `line` (which is P_LINE).
 # P_PATTERN, P_OBJECTS: derived from the resource (casefile.patterns), not audited content.
 
@@ -125,5 +127,9 @@ def prepare(parsed: Parsed, format_name: str, source_id: int | None = None,
         text = parsed.id_text if parsed.id_text is not None else raw_text
         event_id = row_hash = None
         digest = hashlib.sha256(f"{format_name}\n{text.strip()}".encode()).hexdigest()[:32]
+    exposed = [[keys, [getattr(ref, f) for f in REF_FACTS], f.field, f.fingerprint.shape, f.fingerprint.preview]
+               for f in found if f.where == "data" and f.fingerprint.shape
+               for ref in (_ref_from_fingerprint(f.fingerprint),)
+               for keys in (" ".join(expand_keys(ref.keys)),) if keys not in (cred_keys, subj_keys)]
     return [parsed.line, event_id, digest, cred_keys, cred_facts, subj_keys, subj_facts, row_hash, chash,
-            resource_pattern(resource), objects_read(ev.vendor, method, resource) or "", *columns]
+            resource_pattern(resource), objects_read(ev.vendor, method, resource) or "", exposed, *columns]

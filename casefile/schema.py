@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 _V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -386,9 +386,16 @@ def _v8(conn: sqlite3.Connection) -> None:
     fold_rollups(conn, 0)
 
 
+# v9: a credential found in an event's payload names that event by rowid too (events are found by rowid).
+_V9 = """
+ALTER TABLE exposures ADD COLUMN event_rowid INTEGER;
+CREATE INDEX exposures_event ON exposures(event_rowid) WHERE event_rowid IS NOT NULL
+"""
+
+
 # MIGRATIONS[n] takes a case at schema version n to n + 1 (0 is an empty file).
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    0: _script(_V1), 1: _script(_V2), 2: _v3, 3: _script(_V4), 4: _script(_V5), 5: _script(_V6), 6: _v7, 7: _v8,
+    0: _script(_V1), 1: _script(_V2), 2: _v3, 3: _script(_V4), 4: _script(_V5), 5: _script(_V6), 6: _v7, 7: _v8, 8: _script(_V9),
 }
 
 

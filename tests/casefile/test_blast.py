@@ -158,3 +158,28 @@ def test_demo_rollups_match(tmp_path):
     path = build_demo(tmp_path / "d.stanch", events=3000, seed=5, quiet=True)
     with open_case(path) as c:
         rollups_match_events(c.conn)
+
+
+def test_a_credential_in_an_event_payload_is_an_exposure_of_its_credential(tmp_path):
+    from casefile.audit import verify
+
+    leaked = fake_token("ghp_", 36, salt="payload")
+    rows = [
+        line("2025-08-10T10:00:00Z", id="p1", keys=["sha256/16:1111111111111111"], ip="203.0.113.9",
+             res="/api/notes/42", body=f"deploy with {leaked} please"),
+        line("2025-08-10T10:01:00Z", id="p2", keys=["sha256/16:1111111111111111"], res="/api/notes/43"),
+    ]
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    with create_case(tmp_path / "c.stanch") as c:
+        ingest(c, [str(path)], "toy-jsonl")
+        (x,) = c.conn.execute("SELECT field, shape, preview, event_id FROM exposures").fetchall()
+        assert x[0] == "body" and x[1] == "github-classic-pat" and x[3] == "toy:p1"
+        ingest(c, [str(path)], "toy-jsonl")  # a re-ingest adds no second exposure
+        assert c.conn.execute("SELECT count(*) FROM exposures").fetchone()[0] == 1
+        b = B.blast(c, "sha256/16:1111111111111111")
+        (e,) = b["exposure"]
+        assert e["matched_by"] == "event payload" and e["read_by"] == ["toy:p1"]
+        assert any(i["reason"].startswith("exposed") and i["connector"] == "github" for i in b["revocation_set"]["items"])
+        assert not verify(c.conn)[2]
+        assert leaked not in "\n".join(c.conn.iterdump())
