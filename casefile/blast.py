@@ -314,6 +314,47 @@ def _lineage(case: Case, nodes: dict[int, _Node], depth: int) -> list[dict[str, 
         frontier = nxt
         if not frontier:
             break
+    if depth > 0:
+        edges += _same_identity(case, nodes)
+    return edges
+
+
+#: Kinds of credential a person or workload creates for itself (not the OAuth tokens a client is issued).
+_CREATED_KINDS = ("api-key", "pat", "aws-key", "client-secret", "vault-token", "private-key")
+
+
+def _same_identity(case: Case, nodes: dict[int, _Node]) -> list[dict[str, Any]]:
+    """Keys and tokens created by the identity behind the reach while the reach was in use (CloudTrail
+    CreateAccessKey, Okta system.api_token.create, a GitHub token created): inferred `minted`, one level."""
+    c = case.conn
+    ids = [n.id for n in nodes.values() if n.role != "parent"]
+    principals: set[str] = set()
+    lo = hi = None
+    for chunk in _chunks(ids):
+        for principal, first, last in c.execute(
+                f"SELECT principal, first_seen, last_used FROM credentials WHERE id IN ({_qs(chunk)})", chunk):
+            if principal:
+                principals.add(principal)
+            if first:
+                lo = first if lo is None or first < lo else lo
+            if last:
+                hi = last if hi is None or last > hi else hi
+    if not principals or lo is None or hi is None:
+        return []
+    kinds = ",".join(f"'{k}'" for k in _CREATED_KINDS)
+    edges = []
+    names = sorted(principals)
+    # Driven from the (few) credentials of a created kind, then their minting events through events_subject.
+    for child, eid, action, time, principal in c.execute(
+            "SELECT e.subject_credential_id, e.id, e.action, e.time, e.principal FROM credentials AS k"
+            " CROSS JOIN events AS e ON e.subject_credential_id = k.id"
+            f" WHERE k.kind IN ({kinds}) AND e.action = 'token.issue' AND e.ts BETWEEN ? AND ?"
+            f" AND e.principal IN ({_qs(names)}) ORDER BY e.ts", (to_micros(lo), to_micros(hi), *names)):
+        if child in nodes:
+            continue
+        nodes[child] = _Node(child, "minted", 1, eid)
+        edges.append({"parent": None, "child": child, "action": action, "event": eid, "time": time,
+                      "inferred": f"created by {principal}, the identity behind the reach, while it was in use"})
     return edges
 
 

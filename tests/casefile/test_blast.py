@@ -183,3 +183,33 @@ def test_a_credential_in_an_event_payload_is_an_exposure_of_its_credential(tmp_p
         assert any(i["reason"].startswith("exposed") and i["connector"] == "github" for i in b["revocation_set"]["items"])
         assert not verify(c.conn)[2]
         assert leaked not in "\n".join(c.conn.iterdump())
+
+
+def test_keys_created_by_the_same_identity_while_the_seed_was_in_use(tmp_path):
+    rows = [
+        line("2025-08-10T10:00:00Z", id="s1", keys=["sha256/16:2222222222222222"], principal="eve@acme.example",
+             res="/api/things"),
+        # eve creates an API key with her browser session (another credential) while the seed is in use
+        line("2025-08-10T10:30:00Z", id="s2", keys=["session:okta/eve-browser"], principal="eve@acme.example",
+             subject=["okta-token:00Tnewkey"], action="token.issue"),
+        line("2025-08-10T11:00:00Z", id="s3", keys=["sha256/16:2222222222222222"], principal="eve@acme.example",
+             res="/api/things"),
+        # someone else's key, and eve's key long after: not in reach
+        line("2025-08-10T10:40:00Z", id="s4", keys=["session:okta/bob"], principal="bob@acme.example",
+             subject=["okta-token:00Tbob"], action="token.issue"),
+        line("2025-09-30T10:40:00Z", id="s5", keys=["session:okta/eve-browser"], principal="eve@acme.example",
+             subject=["okta-token:00Tlater"], action="token.issue"),
+    ]
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    with create_case(tmp_path / "c.stanch") as c:
+        ingest(c, [str(path)], "toy-jsonl")
+        c.conn.execute("UPDATE credentials SET principal = 'eve@acme.example' WHERE id IN (SELECT credential_id FROM"
+                       " credential_keys WHERE key LIKE 'sha256/16:2222%')")
+        c.conn.execute("UPDATE credentials SET kind = 'api-key' WHERE id IN (SELECT credential_id FROM credential_keys"
+                       " WHERE key LIKE 'okta-token:00T%')")
+        b = B.blast(c, "sha256/16:2222222222222222")
+        keys = {k for d in b["credentials"] for k in d["keys"]}
+        assert "okta-token:00Tnewkey" in keys and "okta-token:00Tbob" not in keys and "okta-token:00Tlater" not in keys
+        (edge,) = [e for e in b["lineage"] if e.get("inferred", "").startswith("created by")]
+        assert edge["event"] == "toy:s2"
