@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import lru_cache
 
 # Path segments that are ids: numbers, UUIDs, long hex, mixed letters-and-digits of 12 or more (Salesforce
 # `500Aa…`, Okta `00u…`), long opaque tokens with `_`, `-` or `.`.
@@ -28,9 +29,13 @@ OBJECT_READERS: list[ObjectReader] = []
 def register_object_reader(fn: ObjectReader) -> ObjectReader:
     """`fn(vendor, method, resource) -> [object names]` for the objects a call read (vendor knowledge)."""
     OBJECT_READERS.append(fn)
+    objects_read.cache_clear()
     return fn
 
 
+# Logs repeat resources (a gateway's 200,000 calls held 16,000 distinct URLs): both derivations are cached per
+# process, so a worker pays for each distinct resource once.
+@lru_cache(maxsize=1 << 16)
 def resource_pattern(resource: str | None) -> str:
     """A resource with its ids folded to `{id}` and its query string dropped (`/sobjects/Case/{id}`)."""
     if not resource:
@@ -41,6 +46,7 @@ def resource_pattern(resource: str | None) -> str:
     return _ID_IN_PATH.sub("{id}", path)
 
 
+@lru_cache(maxsize=1 << 16)
 def objects_read(vendor: str, method: str | None, resource: str | None) -> str | None:
     """The objects a call read, comma-joined and sorted, or None."""
     if not resource or not OBJECT_READERS:
