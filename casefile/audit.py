@@ -38,6 +38,8 @@ SNAPSHOT_COLUMNS = ("rowid", "time", "who", "connector", "what", "target", "body
 FINDING_COLUMNS = ("rowid", "run", "rule_id", "rule_title", "rule_source", "rule_author", "rule_license", "severity",
                    "subject", "summary", "first", "last", "count", "evidence", "nhi", "csf", "attack", "details",
                    "audit_seq")
+PLAN_COLUMNS = ("rowid", "playbook", "title", "created_at", "created_by", "inputs", "hash", "body", "audit_seq")
+JOURNAL_COLUMNS = ("rowid", "plan_id", "seq", "time", "who", "phase", "state", "detail", "audit_seq")
 # credential_id is not hashed (it moves when credentials merge), as for events.
 EXPOSURE_COLUMNS = ("rowid", "source_id", "event_id", "line", "object", "object_type", "field", "shape", "preview",
                     "audit_seq")
@@ -74,6 +76,8 @@ AUDITED: dict[str, tuple[tuple[str, ...], Callable[[Sequence[Any]], str]]] = {
     "snapshots": (SNAPSHOT_COLUMNS, _note_check),
     "exposures": (EXPOSURE_COLUMNS, _note_check),
     "findings": (FINDING_COLUMNS, _note_check),
+    "plans": (PLAN_COLUMNS, _note_check),
+    "journal": (JOURNAL_COLUMNS, _note_check),
 }
 
 

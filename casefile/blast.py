@@ -693,7 +693,7 @@ def _revocation_set(creds: list[dict[str, Any]], static: dict[str, Any], as_of: 
         first = members[0]
         kind = hows[0][1]["kind"] if hows else first["kind"]
         item: dict[str, Any] = {
-            "credentials": [m["id"] for m in members], "kind": kind,
+            "credentials": [m["id"] for m in members], "kind": kind, "role": first["role"],
             "preview": next((m["preview"] for m in members if m["preview"]), None),
             "keys": [k for m in members for k in m["keys"]][:6],
             "reason": reasons[first["role"]] + (f": {first['via']}" if first["role"] == "exposed" else ""),
@@ -710,7 +710,7 @@ def _revocation_set(creds: list[dict[str, Any]], static: dict[str, Any], as_of: 
         items.append(item)
     for app in static["apps"]:
         if app["other_credentials"]:
-            items.append({"credentials": [], "kind": "app", "client": app["client"],
+            items.append({"credentials": [], "kind": "app", "role": "app", "client": app["client"],
                           "reason": f"{app['other_credentials']} other credentials of this client are not in reach; "
                                     "if the client secret is exposed, rotate it",
                           "connector": None, "verb": "review-client", "target": app["client"],

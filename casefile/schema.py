@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 _V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -393,9 +393,70 @@ CREATE INDEX exposures_event ON exposures(event_rowid) WHERE event_rowid IS NOT 
 """
 
 
+# v10: playbook runs. A plan is the exact list of items a playbook expanded to (its hash is what a person
+# approves); each item's state moves only through the journal, an append-only, audited write-ahead log (intent
+# before a remote call, result after), so a crash leaves every item's last known state on disk.
+_V10 = """
+CREATE TABLE plans (
+    id INTEGER PRIMARY KEY,
+    playbook TEXT NOT NULL,
+    title TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    body TEXT NOT NULL,
+    approved_by TEXT,
+    approved_at TEXT,
+    approved_hash TEXT,
+    audit_seq INTEGER,
+    row_hash TEXT
+);
+CREATE TABLE plan_items (
+    plan_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    step TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    connector TEXT,
+    connector_kind TEXT,
+    verb TEXT,
+    target TEXT,
+    preview TEXT,
+    credential_id INTEGER,
+    secret_key TEXT,
+    needs_raw INTEGER NOT NULL DEFAULT 0,
+    reversible INTEGER NOT NULL DEFAULT 0,
+    rotation INTEGER NOT NULL DEFAULT 0,
+    undo TEXT,
+    text TEXT,
+    idempotency_key TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    verdict TEXT,
+    evidence TEXT,
+    note TEXT,
+    updated_at TEXT,
+    PRIMARY KEY (plan_id, seq)
+);
+CREATE TABLE journal (
+    rowid INTEGER PRIMARY KEY,
+    plan_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    time TEXT NOT NULL,
+    who TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    state TEXT NOT NULL,
+    detail TEXT,
+    audit_seq INTEGER,
+    row_hash TEXT
+);
+CREATE INDEX journal_item ON journal(plan_id, seq)
+"""
+
+
 # MIGRATIONS[n] takes a case at schema version n to n + 1 (0 is an empty file).
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    0: _script(_V1), 1: _script(_V2), 2: _v3, 3: _script(_V4), 4: _script(_V5), 5: _script(_V6), 6: _v7, 7: _v8, 8: _script(_V9),
+    0: _script(_V1), 1: _script(_V2), 2: _v3, 3: _script(_V4), 4: _script(_V5), 5: _script(_V6), 6: _v7, 7: _v8, 8: _script(_V9), 9: _script(_V10),
 }
 
 

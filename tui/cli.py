@@ -414,6 +414,183 @@ def _show_findings(doc: dict[str, Any], case_path: str) -> None:
     con.print(literal(f"evidence: `stanch findings {case_path} --show --json` lists each finding's event ids"))
 
 
+# -- playbooks ----------------------------------------------------------------------------------
+
+def _playbooks(args: argparse.Namespace) -> Any:
+    from playbooks.model import PlaybookError, load_all
+
+    try:
+        return load_all(args.playbooks or ())
+    except PlaybookError as e:
+        raise UserError(str(e)) from None
+
+
+def cmd_play_list(args: argparse.Namespace) -> int:
+    pbs = _playbooks(args)
+    if args.json:
+        _print_json([{"id": p.id, "title": p.title, "incident": p.incident["name"], "file": p.file}
+                     for p in pbs.values()])
+        return EXIT_OK
+    for p in pbs.values():
+        print(f"{p.id:<28} {p.title}  [{p.incident['name']}]")
+    return EXIT_OK
+
+
+def cmd_play_show(args: argparse.Namespace) -> int:
+    pbs = _playbooks(args)
+    if args.id not in pbs:
+        raise UserError(f"no playbook {args.id}; `stanch play list` shows them")
+    doc = pbs[args.id].summary()
+    if args.json:
+        _print_json(doc)
+        return EXIT_OK
+    print(f"{doc['id']}: {doc['title']}\nmodeled on: {doc['incident']['name']}\nsource: {doc['incident']['source']}")
+    for name, spec in doc["inputs"].items():
+        print(f"input {name}{' (required)' if spec.get('required') else ''}: {spec.get('description', '')}")
+    for n, st in enumerate(doc["steps"], 1):
+        print(f"{n:>2}. [{st['kind']}] {st['title']}")
+    return EXIT_OK
+
+
+def _inputs(items: list[str] | None) -> dict[str, str]:
+    out = {}
+    for item in items or ():
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip():
+            raise UserError(f"--input {item}: expected NAME=VALUE (e.g. seed=client:*:0oa123)")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def cmd_play_plan(args: argparse.Namespace) -> int:
+    from playbooks import engine
+
+    pbs = _playbooks(args)
+    if args.id not in pbs:
+        raise UserError(f"no playbook {args.id}; `stanch play list` shows them")
+    with _open(args) as case:
+        plan_id = engine.make_plan(case, pbs[args.id], _inputs(args.input))
+        doc = engine.status(case, plan_id)
+    if args.json:
+        _print_json(doc)
+        return EXIT_OK
+    _show_plan(doc, args.case)
+    return EXIT_OK
+
+
+def _show_plan(doc: dict[str, Any], case_path: str) -> None:
+    from rich.table import Table
+
+    from tui.safe_text import literal
+
+    con = _console()
+    con.print(literal(f"plan {doc['plan']}: {doc['title']}  hash {doc['hash'][:16]}  "
+                      f"{'approved by ' + doc['approved_by'] if doc['approved'] else 'NOT approved'}", style="bold"))
+    t = Table("#", "step", "kind", "connector", "verb", "target", "raw secret", "undo", "state")
+    for i in doc["items"]:
+        irreversible = i["kind"] == "act" and not i["reversible"]
+        t.add_row(str(i["seq"]), literal(i["step"]), literal(i["kind"]),
+                  literal(f"{i['connector_kind'] or ''}:{i['connector'] or '-'}" if i["kind"] == "act" else ""),
+                  literal((i["verb"] or "") + (" (irreversible)" if irreversible else "")),
+                  literal(i["preview"] or i["target"] or (i["text"] or "")[:60]),
+                  "needed" if i["needs_raw"] else "", literal(i["undo"] and "recorded" or ""),
+                  literal(i["state"] + (f": {i['note'][:48]}" if i["note"] else "")))
+    con.print(t)
+    con.print(literal(f"review, then: stanch play approve {case_path} {doc['plan']} --as NAME"))
+
+
+def cmd_play_approve(args: argparse.Namespace) -> int:
+    from casefile import plans
+
+    with _open(args) as case:
+        h = plans.approve(case, args.plan, args.as_name, args.hash)
+    print(f"plan {args.plan} approved by {args.as_name} (hash {h[:16]})")
+    return EXIT_OK
+
+
+def _secrets_from(value: str | None) -> dict[str, str]:
+    from playbooks.engine import read_secrets
+
+    if value is None:
+        return {}
+    if value == "-":
+        return read_secrets(sys.stdin.read().splitlines())
+    path = Path(value)
+    if not path.is_file():
+        raise UserError(f"--secrets-from {value}: no such file; one raw credential per line, or - for stdin")
+    return read_secrets(path.read_text(encoding="utf-8", errors="replace").splitlines())
+
+
+def cmd_play_apply(args: argparse.Namespace) -> int:
+    from playbooks import engine
+
+    secrets = _secrets_from(args.secrets_from)
+    opts = engine.RunOptions(concurrency=args.concurrency, verify=not args.no_verify,
+                             read_only=bool(args.read_only or os.environ.get("STANCH_READ_ONLY") == "1"))
+    with _open(args) as case:
+        if not args.json and sys.stderr.isatty():
+            from rich.progress import Progress, TextColumn, TimeElapsedColumn
+
+            with Progress(TextColumn(f"apply plan {args.plan}"), TextColumn("{task.fields[states]}"),
+                          TimeElapsedColumn(), console=_console(stderr=True), transient=True) as bar:
+                task = bar.add_task("apply", states="")
+
+                def progress(states: dict[str, int]) -> None:
+                    bar.update(task, states=", ".join(f"{n} {s}" for s, n in sorted(states.items())))
+
+                opts.progress = progress
+                doc = engine.apply(case, args.plan, secrets, opts)
+        else:
+            doc = engine.apply(case, args.plan, secrets, opts)
+    secrets.clear()
+    if args.json:
+        _print_json(doc)
+    else:
+        _show_plan(doc, args.case)
+    open_items = sum(n for s, n in doc["states"].items() if s not in ("verified", "done", "skipped"))
+    return EXIT_OK if open_items == 0 else EXIT_CHECK
+
+
+def cmd_play_verify(args: argparse.Namespace) -> int:
+    from playbooks import engine
+
+    secrets = _secrets_from(args.secrets_from)
+    with _open(args) as case:
+        doc = engine.verify(case, args.plan, secrets)
+    secrets.clear()
+    if args.json:
+        _print_json(doc)
+    else:
+        _show_plan(doc, args.case)
+    return EXIT_OK
+
+
+def cmd_play_status(args: argparse.Namespace) -> int:
+    from casefile import plans
+    from playbooks import engine
+
+    with _open(args) as case:
+        doc: Any = engine.status(case, args.plan) if args.plan is not None else plans.plans(case)
+    if args.json:
+        _print_json(doc)
+    elif args.plan is not None:
+        _show_plan(doc, args.case)
+    else:
+        for p in doc:
+            print(f"plan {p['plan']}: {p['playbook']} ({'approved by ' + p['approved_by'] if p['approved'] else 'not approved'}) "
+                  + ", ".join(f"{n} {s}" for s, n in sorted(p["states"].items())))
+    return EXIT_OK
+
+
+def cmd_play_tick(args: argparse.Namespace) -> int:
+    from playbooks import engine
+
+    with _open(args) as case:
+        engine.tick(case, args.plan, args.item, args.note)
+    print(f"plan {args.plan} item {args.item} ticked")
+    return EXIT_OK
+
+
 def cmd_formats(args: argparse.Namespace) -> int:
     import connectors  # noqa: F401
     from casefile.formats import all_formats
@@ -765,6 +942,56 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--show", action="store_true", help="show the last run instead of running again")
     sp.add_argument("--list-rules", action="store_true", help="list the rules and exit")
     sp.add_argument("--json", action="store_true")
+    sp = add("play", lambda a: EXIT_USAGE, "revocation playbooks: plan, approve the exact plan, apply, verify")
+    play = sp.add_subparsers(dest="play_command", metavar="SUBCOMMAND", parser_class=_Parser, required=True)
+
+    def play_cmd(name: str, fn: Any, help_: str, case: bool = True, plan: bool = False) -> argparse.ArgumentParser:
+        q = play.add_parser(name, help=help_, description=help_)
+        q.set_defaults(fn=fn)
+        if case:
+            q.add_argument("case")
+        if plan:
+            q.add_argument("plan", type=int)
+        q.add_argument("--playbooks", action="append", metavar="DIR", help="a folder of your own playbooks")
+        return q
+
+    q = play_cmd("list", cmd_play_list, "list the playbooks", case=False)
+    q.add_argument("--json", action="store_true")
+    q = play_cmd("show", cmd_play_show, "show a playbook's steps", case=False)
+    q.add_argument("id")
+    q.add_argument("--json", action="store_true")
+    q = play_cmd("plan", cmd_play_plan, "expand a playbook into the exact items to do (touches nothing remote)")
+    q.add_argument("id")
+    q.add_argument("--input", action="append", metavar="NAME=VALUE", help="a playbook input (seed=…, "
+                   "connector.<kind>=<connector name>); repeatable")
+    q.add_argument("--json", action="store_true")
+    q = play_cmd("approve", cmd_play_approve, "approve the plan's exact items (its hash) as a named person", plan=True)
+    q.add_argument("--as", dest="as_name", required=True, metavar="NAME")
+    q.add_argument("--hash", metavar="HASH", help="the hash you reviewed; refused if the plan differs")
+    q = play_cmd("apply", cmd_play_apply, "run an approved plan (resumes an interrupted one), then verify every item",
+                 plan=True)
+    q.add_argument("--concurrency", type=int, metavar="N", help="calls in flight per connector")
+    q.add_argument("--secrets-from", metavar="FILE|-", help="raw credentials the items need, one per line; matched "
+                   "by their sha256 key, never stored")
+    q.add_argument("--no-verify", action="store_true", help="do not probe after applying")
+    q.add_argument("--read-only", action="store_true", help="refuse (read-only mode; also STANCH_READ_ONLY=1)")
+    q.add_argument("--json", action="store_true")
+    q = play_cmd("resume", cmd_play_apply, "continue an interrupted apply (items in flight are probed first)",
+                 plan=True)
+    q.add_argument("--concurrency", type=int, metavar="N")
+    q.add_argument("--secrets-from", metavar="FILE|-")
+    q.add_argument("--no-verify", action="store_true")
+    q.add_argument("--read-only", action="store_true")
+    q.add_argument("--json", action="store_true")
+    q = play_cmd("verify", cmd_play_verify, "probe every done item; a failed probe re-opens it", plan=True)
+    q.add_argument("--secrets-from", metavar="FILE|-")
+    q.add_argument("--json", action="store_true")
+    q = play_cmd("status", cmd_play_status, "plans in the case, or one plan's items and states")
+    q.add_argument("plan", type=int, nargs="?")
+    q.add_argument("--json", action="store_true")
+    q = play_cmd("tick", cmd_play_tick, "tick a manual item with a note of what was done", plan=True)
+    q.add_argument("item", type=int)
+    q.add_argument("--note", required=True)
     sp = add("formats", cmd_formats, "list the log formats stanch reads")
     sp.add_argument("--json", action="store_true")
     sp = add("verify", cmd_verify, "check the audit chain; exit 3 naming the table and row that changed")
