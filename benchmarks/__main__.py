@@ -369,7 +369,7 @@ def analysis(n: int, heavy: int, workdir: Path, repeats: int = 7) -> dict[str, A
 
 def report(machine: dict[str, str], rows: list[dict[str, Any]], app: dict[str, Any] | None, argv: list[str],
            families: list[dict[str, Any]] | None = None, ana: dict[str, Any] | None = None) -> str:
-    lines = ["# stanch ingest benchmarks", "",
+    lines = ["# stanch benchmarks", "",
              f"Command: `python -m benchmarks {' '.join(argv)}` (written by the harness; do not edit by hand).", "",
              "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()), "",
              "Baselines are measured on the same file in the same run: `sqlite-utils insert --nl` and a bare "
@@ -430,7 +430,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="also measure the blast radius and a findings run on a case of this many gateway events")
     p.add_argument("--heavy", type=int, default=100_000, help="events of the analysis case's heaviest token")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "stanch-bench")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    p.add_argument("--out", type=Path, default=None,
+                   help="where to write the report (default benchmarks/RESULTS.md; an analysis-only run writes "
+                        "benchmarks/RESULTS-analysis.md so the ingest figures are kept)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes (CI): proves the harness runs")
     args = p.parse_args(argv)
     if args.smoke:
@@ -468,6 +470,9 @@ def main(argv: list[str] | None = None) -> int:
     if ana:
         print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in ana.items()}), flush=True)
     text = report(machine, rows, app, argv, fams, ana)
+    if args.out is None:
+        only_analysis = not rows and app is None and not fams and ana is not None
+        args.out = ROOT / "benchmarks" / ("RESULTS-analysis.md" if only_analysis else "RESULTS.md")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(f"wrote {args.out}")
