@@ -1461,3 +1461,94 @@ register_sigma_source("aws", "cloudtrail", VENDOR, {
     "sourceIPAddress": json_field("$.sourceIPAddress"),
     "userAgent": "user_agent",
 }, where="json_type(raw, '$.eventName') IS NOT NULL")
+
+
+# ------------------------------------------------------------------------------------------- playbook verbs
+#
+# | verb                    | target                  | raw | act                      | undo / probe              |
+# |-------------------------|-------------------------|-----|--------------------------|---------------------------|
+# | `deactivate-access-key` | `AKIA…` or `<user>/AKIA…` | no | `deactivate_access_key`  | reactivate / key status   |
+# | `reactivate-access-key` | same                    | no  | `reactivate_access_key`  | key status (`still-live`) |
+# | `delete-access-key`     | same                    | no  | `delete_access_key`      | key status                |
+# | `revoke-role-sessions`  | `ASIA…`                 | no  | manual only: raises with the exact steps | unverified  |
+#
+# The probes read the key's status in IAM with the connector's own credential (`probe_key_status`): AWS refuses an
+# Inactive key, and moto does not, so the status is the evidence a playbook can rely on. Temporary credentials
+# cannot be revoked one by one: `revoke-role-sessions` is a manual step (a deny policy on the role, conditioned on
+# `aws:TokenIssueTime`, which the AWS console's "Revoke active sessions" writes); its act raises
+# `NotAutomatableError` with the command to run, and no probe can prove it (GetCallerIdentity is never denied by
+# policy).
+
+from connectors import verbs as _verbs  # noqa: E402
+
+
+def _key_target(target: str) -> tuple[str | None, str]:
+    user, _, key_id = target.strip().rpartition("/")
+    if not _KEY_ID_RE.fullmatch(key_id):
+        raise ValueError(f"aws target {target!r} is not an access key id (AKIA…), optionally as <user>/<key id>")
+    return user or None, key_id
+
+
+async def _act_deactivate_key(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                              snapshot: act.SnapshotFn) -> dict[str, Any]:
+    user, key_id = _key_target(target)
+    async with AwsSession(settings, secret) as aws:
+        return _verbs.answer(await deactivate_access_key(aws, key_id, user_name=user, snapshot=snapshot))
+
+
+async def _act_reactivate_key(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                              snapshot: act.SnapshotFn) -> dict[str, Any]:
+    user, key_id = _key_target(target)
+    async with AwsSession(settings, secret) as aws:
+        return _verbs.answer(await reactivate_access_key(aws, key_id, user_name=user, snapshot=snapshot))
+
+
+async def _act_delete_key(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                          snapshot: act.SnapshotFn) -> dict[str, Any]:
+    user, key_id = _key_target(target)
+    async with AwsSession(settings, secret) as aws:
+        return _verbs.answer(await delete_access_key(aws, key_id, user_name=user, snapshot=snapshot))
+
+
+async def _probe_key(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None) -> Verdict:
+    user, key_id = _key_target(target)
+    async with AwsSession(settings, secret) as aws:
+        return await probe_key_status(aws, key_id, user)
+
+
+def _session_deny_policy(now: str) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Deny", "Action": ["*"], "Resource": ["*"],
+        "Condition": {"DateLessThan": {"aws:TokenIssueTime": now}}}]}, separators=(",", ":"))
+
+
+async def _act_revoke_role_sessions(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                                    snapshot: act.SnapshotFn) -> dict[str, Any]:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    raise _verbs.NotAutomatableError(
+        f"aws revoke-role-sessions {target}: temporary credentials cannot be revoked one by one, and stanch does not "
+        "write IAM policies. By hand: find the role that issued the session (CloudTrail AssumeRole events, or the "
+        f"key's principal in the case), then deny every session it issued before now: `aws iam put-role-policy "
+        f"--role-name ROLE --policy-name AWSRevokeOlderSessions --policy-document '{_session_deny_policy(now)}'` "
+        "(the console's IAM > Roles > ROLE > Revoke active sessions does the same; for GetSessionToken or "
+        "GetFederationToken credentials use put-user-policy on the IAM user). Then rotate whatever issued the "
+        "session (the role's trust, the parent key), and mark this item done by hand.",
+        connector=settings.name)
+
+
+async def _probe_role_sessions(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None
+                               ) -> Verdict:
+    return Verdict(REVOKED_UNVERIFIED, f"{target} is a temporary credential: no API proves its sessions denied "
+                   "(STS GetCallerIdentity is never denied by policy); check the role's AWSRevokeOlderSessions policy "
+                   "and CloudTrail AccessDenied errors for the key, or wait for its expiry")
+
+
+_verbs.register(VENDOR, "deactivate-access-key", act=_act_deactivate_key, probe=_verbs.guarded(_probe_key),
+                reversible=True, undo="reactivate-access-key",
+                description="IAM UpdateAccessKey Status=Inactive (reversible); proven by the key's status in IAM")
+_verbs.register(VENDOR, "reactivate-access-key", act=_act_reactivate_key, probe=_verbs.guarded(_probe_key),
+                description="the undo of deactivate-access-key (Status=Active)")
+_verbs.register(VENDOR, "delete-access-key", act=_act_delete_key, probe=_verbs.guarded(_probe_key),
+                description="IAM DeleteAccessKey (irreversible): delete once deactivation is proven")
+_verbs.register(VENDOR, "revoke-role-sessions", act=_act_revoke_role_sessions, probe=_probe_role_sessions,
+                description="manual only: deny the role's sessions issued before now (aws:TokenIssueTime)")

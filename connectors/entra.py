@@ -1596,3 +1596,137 @@ register_sigma_source("azure", "auditlogs", VENDOR, {
     "TargetResources.ModifiedProperties": _both("targetResources[0].modifiedProperties"),
     "userAgent": "user_agent",
 }, where=f"NOT ({_SIGNIN_WHERE}) AND json_type(raw, '$.Workload') IS NULL")
+
+
+# ------------------------------------------------------------------------------------------- playbook verbs
+#
+# | verb                        | target                   | raw | act                          | undo / probe            |
+# |-----------------------------|--------------------------|-----|------------------------------|-------------------------|
+# | `remove-password`           | `<appId>/<keyId>` or `<keyId>` | no | `remove_password`     | `probe_credential`      |
+# | `revoke-sign-in-sessions`   | `<user id or UPN>`       | no  | `revoke_sign_in_sessions`    | none (Graph lists none) |
+# | `disable-service-principal` | `<sp object id or appId>` | no | `disable_service_principal`  | undo `enable-service-principal`; `probe_service_principal_disabled` |
+# | `enable-service-principal`  | same                     | no  | `enable_service_principal`   | same probe              |
+# | `delete-permission-grant`   | `<grant id>`             | no  | `delete_oauth2_permission_grant` | `probe_grant`       |
+#
+# `remove-password`: the revocation set names the client by its appId, while removePassword takes the object id
+# of the application or service principal that holds the secret: both are listed by appId (`$filter=appId eq`)
+# and the one whose passwordCredentials hold the keyId is acted on. A certificate (keyCredentials) is refused:
+# removeKey needs a proof JWT signed with the object's own key. The probe reads every object of the appId: the
+# keyId in none of their credential lists is `revoked-verified` (without an appId every object is listed).
+
+from connectors import verbs as _verbs  # noqa: E402
+from connectors.http import NotFoundError  # noqa: E402
+
+
+def _password_target(target: str) -> tuple[str | None, str]:
+    app_id, _, key_id = target.strip().rpartition("/")
+    # an appId that is not a GUID (a display name in some exports) cannot filter: every object is searched
+    return (app_id.lower() if _GUID.fullmatch(app_id) else None), _key_id(key_id)
+
+
+async def _holders(client: ConnectorClient, app_id: str | None) -> list[tuple[str, dict[str, Any]]]:
+    apps = [("application", a) for a in await list_applications(client, app_id=app_id)]
+    return apps + [("servicePrincipal", s) for s in await list_service_principals(client, app_id=app_id)]
+
+
+async def _act_remove_password(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                               snapshot: SnapshotFn) -> dict[str, Any]:
+    app_id, kid = _password_target(target)
+    async with client_for(settings, secret) as client:
+        holders = await _holders(client, app_id)
+        for owner, obj in holders:
+            if _find(obj, "passwordCredentials", kid) is not None:
+                result = await remove_password(client, owner, str(obj.get("id")), kid, snapshot)
+                return _verbs.answer(result, owner=owner, object_id=obj.get("id"))
+        if any(_find(obj, "keyCredentials", kid) is not None for _, obj in holders):
+            raise ValueError(f"entra remove-password {target}: keyId {kid} is a certificate; removeKey needs a proof "
+                             "JWT signed with the object's own key: remove it in the portal (Certificates & secrets)")
+        raise NotFoundError(f"{client.name}: no application or service principal{' of appId ' + app_id if app_id else ''}"
+                            f" holds a password with keyId {kid} (already removed?)", connector=client.name,
+                            status=404, method="GET")
+
+
+async def _probe_remove_password(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None
+                                 ) -> Verdict:
+    app_id, kid = _password_target(target)
+    async with client_for(settings, secret) as client:
+        holders = await _holders(client, app_id)
+        if app_id is None:
+            found = [(o, obj) for o, obj in holders
+                     if _find(obj, "passwordCredentials", kid) or _find(obj, "keyCredentials", kid)]
+            if not found:
+                return Verdict(REVOKED_VERIFIED, f"none of the {len(holders)} applications and service principals "
+                               f"lists keyId {kid}", http_status=200)
+            owner, obj = found[0]
+            return await probe_credential(client, owner, str(obj.get("id")), kid)
+        if not holders:
+            return Verdict(REVOKED_UNVERIFIED, f"no application or service principal has appId {app_id}: deleted "
+                           "(restorable with its credentials for 30 days) or a wrong appId; nothing proven")
+        verdicts = [await probe_credential(client, owner, str(obj.get("id")), kid) for owner, obj in holders]
+    live = next((v for v in verdicts if v.status == STILL_LIVE), None)
+    if live is not None:
+        return live
+    unproven = next((v for v in verdicts if v.status != REVOKED_VERIFIED), None)
+    if unproven is not None:
+        return unproven
+    return Verdict(REVOKED_VERIFIED, f"keyId {kid} is in no credential list of appId {app_id}'s "
+                   f"{' and '.join(o for o, _ in holders)}", http_status=verdicts[-1].http_status)
+
+
+async def _act_revoke_sign_in_sessions(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                                       snapshot: SnapshotFn) -> dict[str, Any]:
+    async with client_for(settings, secret) as client:
+        return _verbs.answer(await revoke_sign_in_sessions(client, target, snapshot))
+
+
+async def _sp_id(client: ConnectorClient, target: str) -> str:
+    """A service principal's object id, from its object id or its appId."""
+    text = target.strip()
+    if _GUID.fullmatch(text):
+        sps = await list_service_principals(client, app_id=text)
+        if len(sps) == 1 and isinstance(sps[0].get("id"), str):
+            return str(sps[0]["id"])
+    return _oid(text, "service principal id")
+
+
+async def _act_disable_sp(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                          snapshot: SnapshotFn) -> dict[str, Any]:
+    async with client_for(settings, secret) as client:
+        sid = await _sp_id(client, target)
+        return _verbs.answer(await disable_service_principal(client, sid, snapshot), object_id=sid)
+
+
+async def _act_enable_sp(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                         snapshot: SnapshotFn) -> dict[str, Any]:
+    async with client_for(settings, secret) as client:
+        sid = await _sp_id(client, target)
+        return _verbs.answer(await enable_service_principal(client, sid, snapshot), object_id=sid)
+
+
+async def _probe_sp_disabled(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None) -> Verdict:
+    async with client_for(settings, secret) as client:
+        return await probe_service_principal_disabled(client, await _sp_id(client, target))
+
+
+async def _act_delete_grant(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                            snapshot: SnapshotFn) -> dict[str, Any]:
+    async with client_for(settings, secret) as client:
+        return _verbs.answer(await delete_oauth2_permission_grant(client, target.strip(), snapshot))
+
+
+async def _probe_grant(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None) -> Verdict:
+    async with client_for(settings, secret) as client:
+        return await probe_grant(client, target.strip())
+
+
+_verbs.register(VENDOR, "remove-password", act=_act_remove_password, probe=_verbs.guarded(_probe_remove_password),
+                description="remove an app's client secret by keyId (tokens minted with it live until they expire)")
+_verbs.register(VENDOR, "revoke-sign-in-sessions", act=_act_revoke_sign_in_sessions, probe=None,
+                description="invalidate a user's refresh tokens and session cookies (no probe: Graph lists none)")
+_verbs.register(VENDOR, "disable-service-principal", act=_act_disable_sp, probe=_verbs.guarded(_probe_sp_disabled),
+                reversible=True, undo="enable-service-principal",
+                description="stop a service principal signing in or getting tokens (undo: enable-service-principal)")
+_verbs.register(VENDOR, "enable-service-principal", act=_act_enable_sp, probe=_verbs.guarded(_probe_sp_disabled),
+                description="the undo of disable-service-principal")
+_verbs.register(VENDOR, "delete-permission-grant", act=_act_delete_grant, probe=_verbs.guarded(_probe_grant),
+                description="delete a delegated permission grant (issued access tokens live until they expire)")

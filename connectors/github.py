@@ -945,3 +945,63 @@ from casefile.sigma import register_sigma_source  # noqa: E402
 # SigmaHQ `product: github, service: audit` rules use the audit-log JSON keys: undeclared fields read `raw`.
 # Sigma's `action` is GitHub's action, never stanch's canonical `action` column.
 register_sigma_source("github", "audit", VENDOR, {"action": "vendor_type", "actor": "principal"})
+
+
+# ------------------------------------------------------------------------------------------- playbook verbs
+#
+# | verb                      | target                               | raw | act                      | probe              |
+# |---------------------------|--------------------------------------|-----|--------------------------|--------------------|
+# | `revoke-credentials`      | the token's `sha256:` key (or preview) | yes | `revoke_credentials`   | `probe_token`      |
+# | `revoke-fine-grained-pat` | `<org>/<pat_id>` or `<pat_id>`        | no  | `revoke_fine_grained_pat` | `probe_fine_grained_pat` |
+#
+# `revoke-credentials` sends the raw token to GitHub's public revocation API (unauthenticated); the raw value must
+# match the target (its fingerprint, or its preview when the case had no key). GitHub revokes asynchronously, so
+# the probe (`GET /user` as the token) may say `still-live` for a while: probe again. `revoke-fine-grained-pat`
+# ends one PAT's access to the org only (App auth); the token itself lives on.
+
+from connectors import verbs as _verbs  # noqa: E402
+
+
+def _raw_token(verb: str, target: str, raw: str | None) -> str:
+    token = _verbs.check_raw(VENDOR, verb, target, raw).strip()
+    if not target.startswith(("sha256:", "sha256/16:")) and fingerprint(token).preview != target:
+        raise ValueError(f"github {verb} {target}: the raw token given is not the one the target names")
+    return token
+
+
+def _pat_target(target: str) -> tuple[str | None, int]:
+    org, _, pid = target.strip().rpartition("/")
+    return (org or None), _pat_id(pid)
+
+
+async def _act_revoke_credentials(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                                  snapshot: SnapshotFn) -> dict[str, Any]:
+    token = _raw_token("revoke-credentials", target, raw)
+    async with client_for(settings, secret) as client:
+        return _verbs.answer(await revoke_credentials(client, [token], snapshot=snapshot))
+
+
+async def _probe_credentials(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None) -> Verdict:
+    token = _raw_token("probe", target, raw)
+    async with client_for(settings, secret) as client:
+        return await probe_token(client, token)
+
+
+async def _act_revoke_pat(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                          snapshot: SnapshotFn) -> dict[str, Any]:
+    org, pid = _pat_target(target)
+    async with client_for(settings, secret) as client:
+        return _verbs.answer(await revoke_fine_grained_pat(client, pid, org=org, snapshot=snapshot))
+
+
+async def _probe_pat(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None) -> Verdict:
+    org, pid = _pat_target(target)
+    async with client_for(settings, secret) as client:
+        return await probe_fine_grained_pat(client, pid, org)
+
+
+_verbs.register(VENDOR, "revoke-credentials", act=_act_revoke_credentials, probe=_verbs.guarded(_probe_credentials),
+                needs_raw=True, description="GitHub's public credential-revocation API (needs the raw token); "
+                                            "proven when GET /user as the token answers 401")
+_verbs.register(VENDOR, "revoke-fine-grained-pat", act=_act_revoke_pat, probe=_verbs.guarded(_probe_pat),
+                description="end a fine-grained PAT's access to the org (org access only; the token lives on)")

@@ -1007,3 +1007,47 @@ async def pull(settings: ConnectorSettings, secret: str, *, since: str | None, u
             async for page in pull_activities(client, app, since=since, until=until, cursor=cursors.get(stream),
                                               user_key=user or "all", stream=stream):
                 yield page
+
+
+# ------------------------------------------------------------------------------------------- playbook verbs
+#
+# | verb                         | target              | raw | act                      | probe         |
+# |------------------------------|---------------------|-----|--------------------------|---------------|
+# | `delete-oauth-token`         | `<userKey>:<clientId>` | no | `delete_token`          | `probe_token` |
+# | `delete-oauth-token-all-users` | `<clientId>`      | no  | `delete_token_all_users` | none          |
+#
+# `<userKey>` is the user's primary email or id (neither holds `:`), `<clientId>` the OAuth client id.
+
+from connectors import verbs as _verbs  # noqa: E402
+
+
+def _token_target(target: str) -> tuple[str, str]:
+    user, sep, client_id = target.strip().partition(":")
+    if not sep or not user or not client_id:
+        raise ValueError(f"google delete-oauth-token target {target!r} must be <userKey>:<clientId>")
+    return user, client_id
+
+
+async def _act_delete_token(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                            snapshot: SnapshotFn) -> dict[str, Any]:
+    user, client_id = _token_target(target)
+    async with client_for(settings, secret) as client:
+        return _verbs.answer(await delete_token(client, user, client_id, snapshot))
+
+
+async def _probe_token(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None) -> Verdict:
+    user, client_id = _token_target(target)
+    async with client_for(settings, secret) as client:
+        return await probe_token(client, user, client_id)
+
+
+async def _act_delete_token_all_users(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                                      snapshot: SnapshotFn) -> dict[str, Any]:
+    async with client_for(settings, secret) as client:
+        return _verbs.answer(await delete_token_all_users(client, target.strip(), snapshot))
+
+
+_verbs.register(VENDOR, "delete-oauth-token", act=_act_delete_token, probe=_verbs.guarded(_probe_token),
+                description="delete every token a user issued to one OAuth client (tokens.delete)")
+_verbs.register(VENDOR, "delete-oauth-token-all-users", act=_act_delete_token_all_users, probe=None,
+                description="delete one OAuth client's tokens from every user of the customer")

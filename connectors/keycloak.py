@@ -1022,8 +1022,127 @@ def revoker(credential: dict[str, Any]) -> RevokeHow | None:
     issued in it at their next refresh; access tokens already issued live until they expire."""
     for key in credential.get("keys") or []:
         if key.startswith("session:keycloak/"):
-            return RevokeHow("keycloak", "delete-session", key.removeprefix("session:keycloak/"),
+            # `/<user>`: Keycloak reads (snapshot) and proves a session through its user's session list
+            user = credential.get("principal")
+            target = key.removeprefix("session:keycloak/") + (f"/{user}" if user else "")
+            return RevokeHow("keycloak", "delete-session", target,
                              needs_raw_secret=False,
                              note="access tokens already issued stay valid until they expire; push not-before to "
                                   "end them all")
     return None
+
+
+# ------------------------------------------------------------------------------------------- playbook verbs
+#
+# | verb                       | target                          | raw | act                   | probe                  |
+# |----------------------------|---------------------------------|-----|-----------------------|------------------------|
+# | `delete-session`           | `<realm>:<sessionId>[/<user>]`  | no  | `delete_session`      | `probe_session`        |
+# | `logout-user`              | `<user>`                        | no  | `logout_user`         | no session listed      |
+# | `regenerate-client-secret` | `<clientId>` (rotation)         | no  | `regenerate_secret`   | `probe_old_secret` with the old secret as raw |
+# | `revoke-not-before`        | `<realm>` (the connector's)     | no  | `revoke_not_before`   | none                   |
+#
+# `<user>` is a user id, or a username (looked up with `GET users?username=…&exact=true`). Keycloak has no GET
+# for one session: `delete_session` reads the user's session list for its snapshot and `probe_session` proves
+# the deletion by that list, so the revocation set names the session's user when the case knows it
+# (`/<user>`, the event's userId). Without a user the session is deleted by id (`DELETE sessions/{id}`, the
+# snapshot only its id) and the probe cannot prove anything. The `<realm>` part is the event's `realmId`, which
+# may be the realm's internal id rather than its name: the connector's own realm is used.
+
+from connectors import verbs as _verbs  # noqa: E402
+
+
+async def user_id_of(kc: KeycloakAdmin, user: str) -> str:
+    """The id of user `user` (an id, else a username). Raises `NotFoundError`."""
+    r = await kc.request("GET", f"{kc.admin}/users/{_seg(user, 'user')}", accept_status=(404,))
+    body = _json_body(r) if r.status_code == 200 else None
+    if isinstance(body, dict) and isinstance(body.get("id"), str):
+        return body["id"]
+    found = await kc.get_json(f"{kc.admin}/users", params={"username": user.strip(), "exact": "true"})
+    ids = [u["id"] for u in found or [] if isinstance(u, dict) and isinstance(u.get("id"), str)
+           and str(u.get("username", "")).lower() == user.strip().lower()]
+    if len(ids) != 1:
+        raise NotFoundError(f"no user {user!r} (by id or username) in realm {kc.realm} of {kc.client.name}",
+                            connector=kc.client.name, status=404, method="GET", path=f"{kc.admin}/users")
+    return str(ids[0])
+
+
+def _session_target(target: str) -> tuple[str, str | None]:
+    realm_sid, _, user = target.strip().partition("/")
+    _, sep, sid = realm_sid.rpartition(":")
+    if not sep or not sid:
+        raise ValueError(f"keycloak delete-session target {target!r} must be <realm>:<sessionId>[/<user>]")
+    return sid, (user or None)
+
+
+async def _act_delete_session(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                              snapshot: SnapshotFn) -> dict[str, Any]:
+    sid, user = _session_target(target)
+    async with open_admin(settings, secret) as kc:
+        if user is not None:
+            uid = await user_id_of(kc, user)
+            return _verbs.answer(await delete_session(kc, uid, sid, snapshot=snapshot), user_id=uid)
+        before = {"id": sid, "listed": None, "note": "no user named: Keycloak has no GET for one session"}
+        take(snapshot, "keycloak.session", sid, before)
+        r = await kc.request("DELETE", f"{kc.admin}/sessions/{_seg(sid, 'session id')}", params={"isOffline": "false"})
+        return {"snapshot": before, "status_code": r.status_code}
+
+
+async def _probe_delete_session(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None
+                                ) -> Verdict:
+    sid, user = _session_target(target)
+    if user is None:
+        return Verdict(REVOKED_UNVERIFIED, f"session {sid}: no user named, and Keycloak lists sessions per user or "
+                       "client only; nothing proven (name the user: <realm>:<sessionId>/<user>)")
+    async with open_admin(settings, secret) as kc:
+        return await probe_session(kc, await user_id_of(kc, user), sid)
+
+
+async def _act_logout_user(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                           snapshot: SnapshotFn) -> dict[str, Any]:
+    async with open_admin(settings, secret) as kc:
+        uid = await user_id_of(kc, target)
+        return _verbs.answer(await logout_user(kc, uid, snapshot=snapshot), user_id=uid)
+
+
+async def _probe_logout_user(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None) -> Verdict:
+    async with open_admin(settings, secret) as kc:
+        uid = await user_id_of(kc, target)
+        listed = await user_sessions(kc, uid)
+    if listed:
+        return Verdict(STILL_LIVE, f"user {target} still has {len(listed)} online session(s)", http_status=200)
+    return Verdict(REVOKED_VERIFIED, f"user {target}'s session list is empty", http_status=200)
+
+
+async def _act_regenerate_secret(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                                 snapshot: SnapshotFn) -> dict[str, Any]:
+    async with open_admin(settings, secret) as kc:
+        found = await find_client(kc, target.strip())
+        return _verbs.answer(await regenerate_secret(kc, str(found.get("id")), snapshot=snapshot))
+
+
+async def _probe_old_secret(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None) -> Verdict:
+    if not raw:
+        return Verdict(REVOKED_UNVERIFIED, f"client {target}: the old secret is needed to prove it refused "
+                       "(--secrets-from); nothing proven")
+    async with open_admin(settings, secret) as kc:
+        return await probe_old_secret(kc, target.strip(), raw)
+
+
+async def _act_revoke_not_before(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                                 snapshot: SnapshotFn) -> dict[str, Any]:
+    async with open_admin(settings, secret) as kc:
+        if target.strip() and target.strip() != kc.realm:
+            raise ValueError(f"keycloak revoke-not-before {target!r}: connector {settings.name} is for realm "
+                             f"{kc.realm!r}")
+        return _verbs.answer(await revoke_not_before(kc, snapshot=snapshot))
+
+
+_verbs.register(VENDOR, "delete-session", act=_act_delete_session, probe=_verbs.guarded(_probe_delete_session),
+                description="delete a user session (its tokens end at their next refresh)")
+_verbs.register(VENDOR, "logout-user", act=_act_logout_user, probe=_verbs.guarded(_probe_logout_user),
+                description="end every session of a user")
+_verbs.register(VENDOR, "regenerate-client-secret", act=_act_regenerate_secret,
+                probe=_verbs.guarded(_probe_old_secret), rotation=True,
+                description="rotate a client's secret (the new one is never kept); proven with the old secret")
+_verbs.register(VENDOR, "revoke-not-before", act=_act_revoke_not_before, probe=None,
+                description="invalidate every token issued in the realm until now, and push it to clients")

@@ -694,3 +694,96 @@ def revoker(credential: dict[str, Any]) -> RevokeHow | None:
             return RevokeHow("kong", "delete-credential", key.removeprefix("kong-credential:"), needs_raw_secret=False,
                              note="its consumer keeps its other credentials; probe through the proxy too")
     return None
+
+
+# ------------------------------------------------------------------------------------------- playbook verbs
+#
+# | verb                  | target                                   | raw | act                  | probe                 |
+# |-----------------------|------------------------------------------|-----|----------------------|-----------------------|
+# | `delete-credential`   | `<credential id>` or `<kind>/<consumer>/<id>` | no | `delete_credential` | `probe_credential` |
+# | `revoke-oauth2-token` | `<oauth2 token id>`                      | no  | `revoke_oauth2_token`| `probe_oauth2_token`  |
+#
+# The revocation set names a Kong credential by its id alone (what the `kong-log` parser sees). The act finds its
+# plugin and consumer first, through the global collections (`GET /key-auths/{id}`, `/jwts/{id}`, …: each answers
+# with the credential's `consumer.id`), then deletes it through `delete_credential`. The probe of a bare id needs a
+# 404 from every global collection (the credential is in none of them); any still answering 200 is `still-live`.
+
+from connectors import verbs as _verbs  # noqa: E402
+from connectors.http import NotFoundError  # noqa: E402
+
+
+async def locate_credential(client: ConnectorClient, cred_id: str) -> tuple[str, str]:
+    """(plugin kind, consumer id) of the credential `cred_id`, from the global collections. Raises `NotFoundError`
+    when no collection holds it."""
+    seg = _seg(cred_id, "credential id")
+    for kind, (_, flat) in CREDENTIAL_KINDS.items():
+        if flat is None:
+            continue
+        r = await client.request("GET", f"/{flat}/{seg}", accept_status=(404,))
+        if r.status_code == 404:
+            continue
+        body = client._json(r)
+        consumer = body.get("consumer") if isinstance(body, dict) else None
+        consumer_id = consumer.get("id") if isinstance(consumer, dict) else None
+        if isinstance(body, dict) and body.get("id") == cred_id.strip() and isinstance(consumer_id, str):
+            return kind, consumer_id
+    raise NotFoundError(f"{client.name}: no Kong credential {cred_id} in any credential collection "
+                        f"({', '.join(f for _, f in CREDENTIAL_KINDS.values() if f)}); already deleted?",
+                        connector=client.name, status=404, method="GET")
+
+
+def _credential_target(target: str) -> tuple[str | None, str | None, str]:
+    parts = target.strip().split("/")
+    if len(parts) == 3 and all(parts):
+        _kind(parts[0])
+        return parts[0], parts[1], parts[2]
+    if len(parts) == 1 and parts[0]:
+        return None, None, parts[0]
+    raise ValueError(f"kong target {target!r} must be <credential id> or <kind>/<consumer>/<credential id>")
+
+
+async def _act_delete_credential(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                                 snapshot: SnapshotFn) -> dict[str, Any]:
+    kind, consumer, cred_id = _credential_target(target)
+    async with client_for(settings, secret) as client:
+        if kind is None or consumer is None:
+            kind, consumer = await locate_credential(client, cred_id)
+        return _verbs.answer(await delete_credential(client, kind, consumer, cred_id, snapshot=snapshot),
+                             plugin=kind, consumer=consumer)
+
+
+async def _probe_delete_credential(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None
+                                   ) -> Verdict:
+    kind, consumer, cred_id = _credential_target(target)
+    async with client_for(settings, secret) as client:
+        if kind is not None and consumer is not None:
+            return await probe_credential(client, kind, consumer, cred_id)
+        seg = _seg(cred_id, "credential id")
+        flats = [flat for _, flat in CREDENTIAL_KINDS.values() if flat]
+        verdicts = [await _probe_get(client, f"/{flat}/{seg}", cred_id, f"/{flat}/{cred_id}") for flat in flats]
+    live = next((v for v in verdicts if v.status == STILL_LIVE), None)
+    if live is not None:
+        return live
+    unproven = next((v for v in verdicts if v.status != REVOKED_VERIFIED), None)
+    if unproven is not None:
+        return unproven
+    return Verdict(REVOKED_VERIFIED, f"Kong answered 404 for credential {cred_id} in every credential collection "
+                   f"({', '.join(flats)})", http_status=404)
+
+
+async def _act_revoke_oauth2_token(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                                   snapshot: SnapshotFn) -> dict[str, Any]:
+    async with client_for(settings, secret) as client:
+        return _verbs.answer(await revoke_oauth2_token(client, target.strip(), snapshot=snapshot))
+
+
+async def _probe_oauth2_token(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None) -> Verdict:
+    async with client_for(settings, secret) as client:
+        return await probe_oauth2_token(client, target.strip())
+
+
+_verbs.register(VENDOR, "delete-credential", act=_act_delete_credential,
+                probe=_verbs.guarded(_probe_delete_credential),
+                description="delete a consumer credential (key-auth, jwt, basic-auth, hmac-auth, oauth2) by id")
+_verbs.register(VENDOR, "revoke-oauth2-token", act=_act_revoke_oauth2_token, probe=_verbs.guarded(_probe_oauth2_token),
+                description="delete an oauth2-plugin token by id")

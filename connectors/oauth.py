@@ -304,3 +304,33 @@ def revoker(credential: dict[str, Any]) -> RevokeHow | None:
 
 
 register_revoker(revoker, fallback=True)
+
+
+# ------------------------------------------------------------------------------------------- playbook verbs
+#
+# | verb     | target                        | raw | act                              | probe                      |
+# |----------|-------------------------------|-----|----------------------------------|----------------------------|
+# | `revoke` | `sha256:…` / `sha256/16:…` key | yes | RFC 7009 `revoke` (snapshot: the | introspection (`probe`)    |
+# |          |                               |     | token's introspection)           |                            |
+#
+# The raw token must fingerprint to the target key: a raw value of another credential is refused unsent.
+
+from connectors import verbs as _verbs  # noqa: E402
+
+
+async def _verb_revoke(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                       snapshot: SnapshotFn) -> dict[str, Any]:
+    token = _verbs.check_raw(KIND, "revoke", target, raw)
+    async with open_client(settings, secret) as client:
+        status = await revoke(client, token, snapshot=snapshot)
+    return {"status_code": status}
+
+
+async def _probe_revoke(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None) -> Verdict:
+    token = _verbs.check_raw(KIND, "revoke", target, raw)
+    async with open_client(settings, secret) as client:
+        return await probe(client, token)
+
+
+_verbs.register(KIND, "revoke", act=_verb_revoke, probe=_verbs.guarded(_probe_revoke), needs_raw=True,
+                description="RFC 7009 revocation at the issuer (needs the raw token); proven by introspection")

@@ -1178,3 +1178,128 @@ from pathlib import Path as _Path  # noqa: E402
 from casefile.findings import register_rules_dir  # noqa: E402
 
 register_rules_dir(_Path(__file__).parent / "rules" / "okta")
+
+
+# ------------------------------------------------------------------------------------------- playbook verbs
+#
+# | verb                  | target              | raw | act                   | undo / probe                         |
+# |-----------------------|---------------------|-----|-----------------------|--------------------------------------|
+# | `revoke-api-token`    | `<tokenId>` (00T…)  | no  | `revoke_api_token`    | `probe_api_token`                    |
+# | `revoke-app-token`    | `<appId>/<tokenId>` | no  | `revoke_app_token`    | `probe_app_token`                    |
+# | `revoke-app-tokens`   | `<appId>`           | no  | `revoke_app_tokens`   | the app's token list holds no ACTIVE |
+# | `revoke-user-grants`  | `<userId>`          | no  | `revoke_user_grants`  | the user's grant list is empty       |
+# | `clear-user-sessions` | `<userId>`          | no  | `clear_user_sessions` | none (Okta lists no sessions)        |
+# | `deactivate-app`      | `<appId>`           | no  | `deactivate_app`      | undo `activate-app`; app INACTIVE    |
+# | `activate-app`        | `<appId>`           | no  | `activate_app`        | the app's status                     |
+
+from connectors import verbs as _verbs  # noqa: E402
+
+
+def _app_token_target(target: str) -> tuple[str, str]:
+    app_id, sep, token_id = target.strip().partition("/")
+    if not sep or not app_id or not token_id:
+        raise ValueError(f"okta revoke-app-token target {target!r} must be <appId>/<tokenId>")
+    return app_id, token_id
+
+
+async def _act_revoke_api_token(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                                snapshot: SnapshotFn) -> dict[str, Any]:
+    async with client_for(settings, secret) as client:
+        return _verbs.answer(await revoke_api_token(client, target, snapshot))
+
+
+async def _probe_api_token(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None) -> Verdict:
+    async with client_for(settings, secret) as client:
+        return await probe_api_token(client, target)
+
+
+async def _act_revoke_app_token(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                                snapshot: SnapshotFn) -> dict[str, Any]:
+    app_id, token_id = _app_token_target(target)
+    async with client_for(settings, secret) as client:
+        return _verbs.answer(await revoke_app_token(client, app_id, token_id, snapshot))
+
+
+async def _probe_app_token(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None) -> Verdict:
+    app_id, token_id = _app_token_target(target)
+    async with client_for(settings, secret) as client:
+        return await probe_app_token(client, app_id, token_id)
+
+
+async def _act_revoke_app_tokens(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                                 snapshot: SnapshotFn) -> dict[str, Any]:
+    async with client_for(settings, secret) as client:
+        return _verbs.answer(await revoke_app_tokens(client, target, snapshot))
+
+
+async def _probe_app_tokens(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None) -> Verdict:
+    async with client_for(settings, secret) as client:
+        tokens = await list_app_tokens(client, target)
+    active = [t for t in tokens if str(t.get("status") or "").upper() != "REVOKED"]
+    if active:
+        return Verdict(STILL_LIVE, f"app {target} still lists {len(active)} refresh token(s) not REVOKED",
+                       http_status=200)
+    return Verdict(REVOKED_VERIFIED, f"app {target} lists no live refresh token ({len(tokens)} listed)",
+                   http_status=200)
+
+
+async def _act_revoke_user_grants(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                                  snapshot: SnapshotFn) -> dict[str, Any]:
+    async with client_for(settings, secret) as client:
+        return _verbs.answer(await revoke_user_grants(client, target, snapshot))
+
+
+async def _probe_user_grants(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None) -> Verdict:
+    async with client_for(settings, secret) as client:
+        grants = await list_user_grants(client, target)
+    live = [g for g in grants if str(g.get("status") or "ACTIVE").upper() == "ACTIVE"]
+    if live:
+        return Verdict(STILL_LIVE, f"user {target} still holds {len(live)} active grant(s)", http_status=200)
+    return Verdict(REVOKED_VERIFIED, f"user {target} holds no active grant ({len(grants)} listed)", http_status=200)
+
+
+async def _act_clear_user_sessions(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                                   snapshot: SnapshotFn) -> dict[str, Any]:
+    async with client_for(settings, secret) as client:
+        return _verbs.answer(await clear_user_sessions(client, target, snapshot=snapshot))
+
+
+async def _act_deactivate_app(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                              snapshot: SnapshotFn) -> dict[str, Any]:
+    async with client_for(settings, secret) as client:
+        return _verbs.answer(await deactivate_app(client, target, snapshot))
+
+
+async def _act_activate_app(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                            snapshot: SnapshotFn) -> dict[str, Any]:
+    async with client_for(settings, secret) as client:
+        return _verbs.answer(await activate_app(client, target, snapshot))
+
+
+async def _probe_app_inactive(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None) -> Verdict:
+    async with client_for(settings, secret) as client:
+        app = await get_app(client, target)
+    status = str(app.get("status") or "").upper()
+    if status == "INACTIVE":
+        return Verdict(REVOKED_VERIFIED, f"app {target} is INACTIVE: no sign-in, no new tokens", http_status=200)
+    if status == "ACTIVE":
+        return Verdict(STILL_LIVE, f"app {target} is ACTIVE", http_status=200)
+    return Verdict(REVOKED_UNVERIFIED, f"app {target} answered status {status or 'missing'}", http_status=200)
+
+
+_verbs.register(VENDOR, "revoke-api-token", act=_act_revoke_api_token, probe=_verbs.guarded(_probe_api_token),
+                description="revoke an API token by id (DELETE /api/v1/api-tokens/{id})")
+_verbs.register(VENDOR, "revoke-app-token", act=_act_revoke_app_token, probe=_verbs.guarded(_probe_app_token),
+                description="revoke one OAuth refresh token of an app by id (and the access tokens minted from it)")
+_verbs.register(VENDOR, "revoke-app-tokens", act=_act_revoke_app_tokens, probe=_verbs.guarded(_probe_app_tokens),
+                description="revoke every OAuth refresh token of an app")
+_verbs.register(VENDOR, "revoke-user-grants", act=_act_revoke_user_grants, probe=_verbs.guarded(_probe_user_grants),
+                description="revoke every consent grant of a user")
+_verbs.register(VENDOR, "clear-user-sessions", act=_act_clear_user_sessions, probe=None,
+                description="end a user's Okta sessions and revoke the OAuth tokens issued to them (no probe: "
+                            "Okta lists no sessions)")
+_verbs.register(VENDOR, "deactivate-app", act=_act_deactivate_app, probe=_verbs.guarded(_probe_app_inactive),
+                reversible=True, undo="activate-app",
+                description="deactivate an app: no sign-in, no new tokens (undo: activate-app)")
+_verbs.register(VENDOR, "activate-app", act=_act_activate_app, probe=_verbs.guarded(_probe_app_inactive),
+                description="the undo of deactivate-app")

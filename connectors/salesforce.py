@@ -1536,3 +1536,51 @@ from pathlib import Path as _Path  # noqa: E402
 from casefile.findings import register_rules_dir  # noqa: E402
 
 register_rules_dir(_Path(__file__).parent / "rules" / "salesforce")
+
+
+# ------------------------------------------------------------------------------------------- playbook verbs
+#
+# | verb                 | target               | raw | act                 | probe                                     |
+# |----------------------|----------------------|-----|---------------------|-------------------------------------------|
+# | `revoke-oauth-token` | `<OauthToken Id>`    | no  | `revoke_token`      | `probe_token` (the row no longer listed)  |
+# | `revoke-app-tokens`  | `<connected app name>` | no | `revoke_app_tokens` | the app's OauthToken COUNT() is 0         |
+#
+# The probes read OauthToken with the connector's own token: other users' tokens are visible only with Customize
+# Application, which the act needs anyway (it reads each token's DeleteToken).
+
+from connectors import verbs as _verbs  # noqa: E402
+
+
+async def _act_revoke_oauth_token(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                                  snapshot: SnapshotFn) -> dict[str, Any]:
+    async with client_for(settings, secret) as client:
+        return _verbs.answer(await revoke_token(client, TokenKey(id=target.strip()), snapshot))
+
+
+async def _probe_oauth_token(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None) -> Verdict:
+    async with client_for(settings, secret) as client:
+        return await probe_token(client, TokenKey(id=target.strip()))
+
+
+async def _act_revoke_app_tokens(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                                 snapshot: SnapshotFn) -> dict[str, Any]:
+    async with client_for(settings, secret) as client:
+        results = await revoke_app_tokens(client, target, snapshot)
+    statuses = [r.get("status_code") for r in results]
+    return _verbs.answer({"status_code": statuses[-1] if statuses else None, "revoked": len(results),
+                          "snapshot": [r.get("snapshot") for r in results]})
+
+
+async def _probe_app_tokens(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None) -> Verdict:
+    async with client_for(settings, secret) as client:
+        left = await count_tokens(client, app_name=target)
+    if left:
+        return Verdict(STILL_LIVE, f"connected app {target!r} still has {left} OauthToken row(s)", http_status=200)
+    return Verdict(REVOKED_VERIFIED, f"connected app {target!r} has no OauthToken row left (COUNT() answered 0; "
+                   "other users' tokens are visible only with Customize Application)", http_status=200)
+
+
+_verbs.register(VENDOR, "revoke-oauth-token", act=_act_revoke_oauth_token, probe=_verbs.guarded(_probe_oauth_token),
+                description="revoke one OAuth token (its refresh token and the access tokens minted from it)")
+_verbs.register(VENDOR, "revoke-app-tokens", act=_act_revoke_app_tokens, probe=_verbs.guarded(_probe_app_tokens),
+                description="revoke every OAuth token of a connected app")

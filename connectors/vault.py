@@ -895,3 +895,79 @@ def revoker(credential: dict[str, Any]) -> RevokeHow | None:
                          note="the audit log names the token only by HMAC: supply the token, or find its accessor "
                               "with `stanch pull` (token inventory)")
     return None
+
+
+# ------------------------------------------------------------------------------------------- playbook verbs
+#
+# | verb                 | target              | raw | act                                     | probe            |
+# |----------------------|---------------------|-----|-----------------------------------------|------------------|
+# | `revoke-accessor`    | `<accessor>`        | no  | `revoke_accessor` (children, leases)    | `probe_accessor` |
+# | `revoke-token`       | a key of the token  | yes | lookup → its accessor → `revoke_accessor` | `probe_token`  |
+# | `revoke-orphan`      | a key of the token  | yes | `revoke_orphan` (children kept)         | `probe_token`    |
+# | `revoke-lease-prefix`| `<prefix>`          | no  | `revoke_lease_prefix`                   | none             |
+#
+# `revoke-token` revokes the token **with its children and leases**, as `revoke-accessor` does: a leaked token's
+# children were minted by whoever held it, so they go too. It reads the token's accessor with `auth/token/lookup`
+# (the responder's token needs it, as for `revoke-orphan`) and revokes by accessor, so the raw token is sent
+# once, in a request body. `revoke-orphan` is the narrower choice when the children must survive.
+
+from connectors import verbs as _verbs  # noqa: E402
+
+
+async def _accessor_of(client: ConnectorClient, raw_token: str) -> str:
+    r = await client.request("POST", f"{API}auth/token/lookup", json={"token": raw_token}, idempotent=True,
+                             secrets=[raw_token])
+    accessor = _data(client, r).get("accessor")
+    if not isinstance(accessor, str) or not accessor:
+        raise ValueError("Vault knows no accessor for this token (a batch token cannot be revoked: it lives until "
+                         "its TTL ends)")
+    return accessor
+
+
+async def _act_revoke_accessor(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                               snapshot: SnapshotFn) -> dict[str, Any]:
+    async with client_for(settings, secret) as client:
+        return _verbs.answer(await revoke_accessor(client, target.strip(), snapshot=snapshot))
+
+
+async def _probe_revoke_accessor(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None
+                                 ) -> Verdict:
+    async with client_for(settings, secret) as client:
+        return await probe_accessor(client, target.strip())
+
+
+async def _act_revoke_token(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                            snapshot: SnapshotFn) -> dict[str, Any]:
+    token = _verbs.check_raw(VENDOR, "revoke-token", target, raw)
+    async with client_for(settings, secret) as client:
+        accessor = await _accessor_of(client, token)
+        return _verbs.answer(await revoke_accessor(client, accessor, snapshot=snapshot), accessor=accessor)
+
+
+async def _act_revoke_orphan(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                             snapshot: SnapshotFn) -> dict[str, Any]:
+    token = _verbs.check_raw(VENDOR, "revoke-orphan", target, raw)
+    async with client_for(settings, secret) as client:
+        return _verbs.answer(await revoke_orphan(client, token, snapshot=snapshot))
+
+
+async def _probe_token(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None) -> Verdict:
+    token = _verbs.check_raw(VENDOR, "probe", target, raw)
+    async with client_for(settings, secret) as client:
+        return await probe_token(client, token)
+
+
+async def _act_revoke_lease_prefix(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
+                                   snapshot: SnapshotFn) -> dict[str, Any]:
+    async with client_for(settings, secret) as client:
+        return _verbs.answer(await revoke_lease_prefix(client, target, snapshot=snapshot))
+
+
+_verbs.register(VENDOR, "revoke-accessor", act=_act_revoke_accessor, probe=_verbs.guarded(_probe_revoke_accessor),
+                description="revoke the token behind an accessor, its child tokens and its leases")
+_verbs.register(VENDOR, "revoke-token", act=_act_revoke_token, probe=_verbs.guarded(_probe_token), needs_raw=True,
+                description="revoke a token given raw, with its child tokens and leases (by its accessor)")
+_verbs.register(VENDOR, "revoke-orphan", act=_act_revoke_orphan, probe=_verbs.guarded(_probe_token), needs_raw=True,
+                description="revoke a token given raw but keep its children (they become orphans)")
+_verbs.register(VENDOR, "revoke-lease-prefix", act=_act_revoke_lease_prefix, probe=None,
+                description="revoke every lease or token created under a path prefix (never the responder's own)")

@@ -29,6 +29,7 @@ from typing import Any
 
 from connectors.act import SnapshotFn
 from connectors.config import ConnectorSettings
+from connectors.http import ConnectorError
 from connectors.verdict import Verdict
 
 ActFn = Callable[..., Awaitable[dict[str, Any]]]
@@ -77,3 +78,61 @@ async def probe(verb: Verb, settings: ConnectorSettings, secret: str, target: st
 
         return Verdict(REVOKED_UNVERIFIED, f"{verb.kind} {verb.name} has no probe: nothing proves the act")
     return await verb.probe(settings, secret, target, raw=raw)
+
+
+# ------------------------------------------------------------------------------------------- helpers for the verbs
+
+
+def answer(result: dict[str, Any] | list[Any] | int, **extra: Any) -> dict[str, Any]:
+    """A vendor verb's return value as the small JSON-ready dict an act returns: `status_code` and the vendor's
+    other plain facts, and `snapshot` when it is JSON-ready (a vendor verb's snapshot is its secret-free view
+    already). An answer that is not JSON-ready keeps its `status_code` only."""
+    import orjson
+
+    out: dict[str, Any] = dict(result) if isinstance(result, dict) else {"status_code": result} \
+        if isinstance(result, int) else {"snapshot": result}
+    out.update(extra)
+    try:
+        orjson.dumps(out)
+    except TypeError:
+        return {"status_code": out.get("status_code")}
+    return out
+
+
+def check_raw(kind: str, verb: str, target: str, raw: str | None) -> str:
+    """The raw credential given for a `needs_raw` verb, checked against a `sha256:` / `sha256/16:` target (the
+    key the revocation set names): a raw value of another credential is refused before anything is sent."""
+    if not raw or not raw.strip():
+        raise ValueError(f"{kind} {verb} {target}: needs the raw credential (--secrets-from)")
+    if target.startswith(("sha256:", "sha256/16:")):
+        from casefile.secrets import fingerprint
+
+        if target not in fingerprint(raw).keys:
+            raise ValueError(f"{kind} {verb} {target}: the raw credential given is not the one the target names "
+                             "(its fingerprint differs)")
+    return raw
+
+
+class NotAutomatableError(ConnectorError):
+    """A verb that cannot be done through the vendor's API: the message says exactly what to do by hand."""
+
+
+def guarded(probe_fn: ProbeFn) -> ProbeFn:
+    """`probe_fn` that never raises: a bad target, a missing raw credential or a failed request is a
+    `revoked-unverified` verdict naming the failure (a probe proves, it never stops a run)."""
+
+    async def run(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None) -> Verdict:
+        from connectors.verdict import REVOKED_UNVERIFIED
+
+        try:
+            return await probe_fn(settings, secret, target, raw=raw)
+        except (ConnectorError, ValueError, OSError) as e:
+            text = str(e)
+            if raw and raw in text:
+                text = text.replace(raw, "[credential]")
+            return Verdict(REVOKED_UNVERIFIED, f"probe of {target} failed, nothing proven: {text}"[:500],
+                           http_status=getattr(e, "status", None))
+
+    run.__name__ = getattr(probe_fn, "__name__", "probe")
+    run.__doc__ = probe_fn.__doc__
+    return run

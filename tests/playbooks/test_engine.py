@@ -53,17 +53,28 @@ class FakeVendor:
 
 
 LAB = FakeVendor()
-verbs.register("lab", "revoke", act=LAB.act, probe=LAB.probe)
-verbs.register("lab", "revoke-raw", act=LAB.act, probe=LAB.probe, needs_raw=True)
-verbs.register("lab", "rotate", act=LAB.act, probe=LAB.probe, rotation=True)
 
 
-@register_revoker
 def _lab_revoker(c: dict[str, Any]) -> RevokeHow | None:
     for k in c.get("keys") or []:
         if k.startswith("okta-token:lab"):
             return RevokeHow("lab", "revoke", k.split(":", 1)[1], needs_raw_secret=False)
     return None
+
+
+@pytest.fixture(autouse=True)
+def lab_kind():
+    """The test double is registered for these tests only (the registries are global)."""
+    from casefile import blast as _blast
+
+    names = [("lab", "revoke", {}), ("lab", "revoke-raw", {"needs_raw": True}), ("lab", "rotate", {"rotation": True})]
+    for kind, name, kw in names:
+        verbs.register(kind, name, act=LAB.act, probe=LAB.probe, **kw)
+    register_revoker(_lab_revoker)
+    yield
+    for kind, name, _ in names:
+        verbs.VERBS.pop((kind, name), None)
+    _blast.REVOKERS.remove(_lab_revoker)
 
 
 SETTINGS = {"lab1": ConnectorSettings(name="lab1", kind="lab", url="https://lab.example", concurrency=4)}
