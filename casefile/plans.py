@@ -151,8 +151,8 @@ def approve(case: Case, plan_id: int, approver: str, expected_hash: str | None =
 def check_approved(case: Case, plan: Plan) -> None:
     """Raise unless the plan is approved and unchanged since its approval."""
     if not plan.approved_hash:
-        raise CaseError(f"plan {plan.id} is not approved; review it (`stanch play show-plan`) and approve it "
-                        f"(`stanch play approve {case.path} {plan.id} --as NAME`)")
+        raise CaseError(f"plan {plan.id} is not approved; review it (`stanch play status {case.path} {plan.id}`) and"
+                        f" approve it (`stanch play approve {case.path} {plan.id} --as NAME`)")
     current = plan_hash(plan.playbook, plan.inputs, plan.items)
     audited = case.conn.execute(
         "SELECT details FROM audit WHERE operation = 'plan.approve' ORDER BY seq DESC").fetchall()

@@ -1258,10 +1258,21 @@ async def _probe_user_grants(settings: ConnectorSettings, secret: str, target: s
     return Verdict(REVOKED_VERIFIED, f"user {target} holds no active grant ({len(grants)} listed)", http_status=200)
 
 
+async def user_id_for(client: ConnectorClient, user: str) -> str:
+    """An Okta user id for a user id or a login (cases name people by login; `GET /api/v1/users/{login}`)."""
+    if _ID_RE.fullmatch(user.strip()):
+        return user.strip()
+    body = await _get_obj(client, f"/api/v1/users/{quote(user.strip(), safe='')}")
+    uid = body.get("id")
+    if not isinstance(uid, str) or not _ID_RE.fullmatch(uid):
+        raise ValueError(f"okta: no user id for {user!r}")
+    return uid
+
+
 async def _act_clear_user_sessions(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,
                                    snapshot: SnapshotFn) -> dict[str, Any]:
     async with client_for(settings, secret) as client:
-        return _verbs.answer(await clear_user_sessions(client, target, snapshot=snapshot))
+        return _verbs.answer(await clear_user_sessions(client, await user_id_for(client, target), snapshot=snapshot))
 
 
 async def _act_deactivate_app(settings: ConnectorSettings, secret: str, target: str, *, raw: str | None,

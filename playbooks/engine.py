@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -125,10 +126,14 @@ def _select(case: Case, step: Step, values: dict[str, str]) -> list[dict[str, An
         rows = _credential_items(case, "1", [])
         return _filter(rows, {k: fill(v, values) if isinstance(v, str) else v for k, v in where.items()})
     query = fill(str(step.spec["query"]), values)
+    # A playbook's SQL runs on a read-only connection: a selection can read the case, never change it.
+    ro = sqlite3.connect(f"file:{case.path}?mode=ro", uri=True)
     try:
-        ids = [r[0] for r in case.conn.execute(query)]
-    except Exception as e:  # a playbook's SQL: name the step, never crash
+        ids = [r[0] for r in ro.execute(query)]
+    except sqlite3.Error as e:  # name the step, never crash
         raise CaseError(f"step {step.id}: field query: {e}") from None
+    finally:
+        ro.close()
     if not ids:
         return []
     return _credential_items(case, f"id IN ({','.join('?' * len(ids))})", ids)
@@ -142,7 +147,8 @@ def _credential_items(case: Case, where: str, args: list[Any]) -> list[dict[str,
         d["keys"] = [k for (k,) in case.conn.execute("SELECT key FROM credential_keys WHERE credential_id = ?"
                                                       " ORDER BY key", (d["id"],))]
         how = revoke_how(d)
-        out.append({"credentials": [d["id"]], "kind": d["kind"], "preview": d["preview"], "keys": d["keys"],
+        out.append({"credentials": [d["id"]], "kind": d["kind"], "role": "selected", "preview": d["preview"],
+                    "keys": d["keys"],
                     "client": d["client"], "principal": d["principal"], "issuer": d["issuer"],
                     "status": d["status"], "reason": "selected by the playbook",
                     "connector": how.connector if how else None, "verb": how.verb if how else None,
@@ -183,6 +189,11 @@ def _act_item(step: Step, sel: dict[str, Any], values: dict[str, str],
     target = fill(step.spec["target"], fields) if step.spec.get("target") else sel.get("target")
     cred = (sel.get("credentials") or [None])[0]
     preview = sel.get("preview") or next(iter(sel.get("keys") or []), None)
+    if step.spec.get("target") and kind and verb_name and not (target or "").strip():
+        text = (f"{kind} {verb_name} for {sel.get('kind')} {preview}: the target {step.spec['target']!r} filled to "
+                "nothing; give the input it names and plan again, or do it by hand")
+        return Item(seq, step.id, "manual", preview=preview, credential_id=cred, text=text,
+                    idempotency_key=_idem(playbook, step.id, "manual", verb_name, text))
     if not kind or not verb_name or not target:
         text = (f"revoke {sel.get('kind')} {preview} by hand at its issuer: no connector can act on it "
                 f"({sel.get('note') or sel.get('reason')})")
@@ -201,6 +212,11 @@ def _act_item(step: Step, sel: dict[str, Any], values: dict[str, str],
                 verb.undo if verb else None, idempotency_key=_idem(playbook, step.id, "act", verb_name, target))
     if verb is None:
         item.state, item.note = "blocked", f"no connector verb {kind} {verb_name} is registered"
+    elif needs_raw and not secret_key:
+        item.state, item.note = "blocked", (f"{kind} {verb_name} needs the raw credential, and the case knows no "
+                                            "sha256 key to match it by: fingerprint it (`stanch fingerprint`) into "
+                                            "the case, or use a verb keyed by id (e.g. a Vault accessor from "
+                                            "`stanch pull` of the token inventory)")
     elif name is None:
         item.state, item.note = "blocked", (f"no {kind} connector configured: `stanch connector add NAME --kind {kind}`"
                                             f" then plan again, or pass --input connector.{kind}=NAME")
@@ -316,7 +332,9 @@ class _Env:
         for item in [i for i in self.plan.items if i.kind == "manual" and i.state == "pending"]:
             plans.record(self.case, self.plan.id, item.seq, "manual", "waiting", {"text": item.text})
             item.state = "waiting"
-        await asyncio.gather(*(self.act(i) for i in todo))
+        # Steps run in their playbook order (a step's items concurrently): "issue replacements, then revoke".
+        for step in dict.fromkeys(i.step for i in sorted(todo, key=lambda i: i.seq)):
+            await asyncio.gather(*(self.act(i) for i in todo if i.step == step))
         for item in [i for i in self.plan.items if i.kind == "export" and i.state in ("pending", "failed")]:
             self.export(item)
         self.tick()
