@@ -55,8 +55,10 @@ def test_overview_console_shows_the_case(tmp_path):
         app = OverviewApp(str(path))
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.pause()
-            assert app.sub_title == "INC-42 [bold]not markup[/bold]"  # untrusted text stays literal
-            summary = str(app.query_one("#summary").render())
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            assert app.sub_title.startswith("INC-42 [bold]not markup[/bold]")  # untrusted text stays literal
+            summary = str(app.screen.query_one("#summary").render())
             assert "2025-08-08T00:00:00Z" in summary
             await pilot.press("q")
 
