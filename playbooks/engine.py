@@ -54,8 +54,12 @@ class ApplyError(CaseError):
 
 
 def make_plan(case: Case, playbook: Playbook, inputs: dict[str, str],
-              connectors_by_name: dict[str, config.ConnectorSettings] | None = None) -> int:
-    """Expand `playbook` into items and store the plan (returns its id). Raises CaseError for a missing input."""
+              connectors_by_name: dict[str, config.ConnectorSettings] | None = None,
+              exclude: Iterable[str] = ()) -> int:
+    """Expand `playbook` into items and store the plan (returns its id). Raises CaseError for a missing input.
+    `exclude`: targets or credential keys the responder deselected; selected items matching one are left out
+    of the plan, and the plan records what was left out (so its hash, and the approval, cover the choice)."""
+    excluded = {e for e in exclude if e}
     values = dict(inputs)
     for name, spec in playbook.inputs.items():
         if name not in values:
@@ -73,7 +77,10 @@ def make_plan(case: Case, playbook: Playbook, inputs: dict[str, str],
     for step in playbook.steps:
         made: list[Item] = []
         if step.kind == "select":
-            selections[step.id] = _select(case, step, values)
+            chosen = _select(case, step, values)
+            if excluded:
+                chosen = [sel for sel in chosen if not _deselected(sel, excluded)]
+            selections[step.id] = chosen
             body_steps.append({"id": step.id, "kind": "select", "title": step.title,
                                "selected": len(selections[step.id])})
             continue
@@ -104,7 +111,9 @@ def make_plan(case: Case, playbook: Playbook, inputs: dict[str, str],
                              idempotency_key=_idem(playbook.id, step.id, "export", None, text)))
         items += made
         body_steps.append({"id": step.id, "kind": step.kind, "title": step.title, "items": len(made)})
-    body = {"playbook": playbook.summary(), "steps": body_steps}
+    body: dict[str, Any] = {"playbook": playbook.summary(), "steps": body_steps}
+    if excluded:
+        body["excluded"] = sorted(excluded)
     return plans.create(case, playbook.id, playbook.title, values, items, body)
 
 
@@ -176,6 +185,11 @@ def _filter(items: list[dict[str, Any]], where: dict[str, Any] | None) -> list[d
 
 def _idem(playbook: str, step: str, kind: str, verb: str | None, target: str | None) -> str:
     return hashlib.sha256(f"{playbook}|{step}|{kind}|{verb}|{target}".encode()).hexdigest()[:24]
+
+
+def _deselected(sel: dict[str, Any], excluded: set[str]) -> bool:
+    names = {sel.get("target"), *(sel.get("keys") or []), *(str(c) for c in sel.get("credentials") or [])}
+    return bool(names & excluded)
 
 
 def _act_item(step: Step, sel: dict[str, Any], values: dict[str, str],

@@ -145,7 +145,7 @@ def _step(f: Path, n: int, s: Any, seen: dict[str, str], inputs: set[str]) -> St
     if kind in ("act", "probe"):
         ref = s.get("items")
         want = "select" if kind == "act" else "act"
-        if seen.get(ref) != want:
+        if not isinstance(ref, str) or seen.get(ref) != want:
             raise PlaybookError(f"{where}: field items: must name an earlier {want} step; got {ref!r}")
         if kind == "act" and "verb" in s and not s.get("connector"):
             raise PlaybookError(f"{where}: field connector: an explicit verb needs the connector kind it runs on")

@@ -126,6 +126,14 @@ class StanchApp(App[None]):
         else:
             self.push_screen(screen)
 
+    def open(self, name: str, target: Any = None) -> None:
+        """Go to screen `name` and show `target` there: a credential key on `blast`, a plan id on `playbooks`,
+        {"query": ..., "event": ...} on `timeline`. The screen gets it through its `focus_on(target)`."""
+        self.action_goto(name)
+        screen = self._made.get(name)
+        if screen is not None and target is not None and hasattr(screen, "focus_on"):
+            screen.focus_on(target)
+
     def action_jump(self) -> None:
         box = self.screen.query(JumpInput)
         if box:
