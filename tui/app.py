@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
+import time
 from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
+from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.command import Hit, Hits, Provider
@@ -33,6 +36,11 @@ SCREENS: dict[str, tuple[str, str, str]] = {
     "connectors": ("tui.screens.connectors", "ConnectorsScreen", "7"),
     "audit": ("tui.screens.audit", "AuditScreen", "8"),
 }
+
+
+# Actions that change the case or a remote system: never offered in read-only mode.
+WRITES = frozenset({"apply", "approve", "revoke", "tick", "plan", "mark", "note", "ingest", "pull", "run_rules",
+                    "add", "remove", "resume", "verify", "delete", "add_connector", "remove_connector"})
 
 
 class ScreenCommands(Provider):
@@ -82,6 +90,7 @@ class StanchApp(App[None]):
         self.analyst = analyst
         self.start = start
         self.case_title = ""
+        self.activity = ""
         self._made: dict[str, Screen[Any]] = {}
 
     def compose(self) -> ComposeResult:
@@ -93,11 +102,161 @@ class StanchApp(App[None]):
 
         with open_case(self.case_path, analyst=self.analyst) as case:  # upgrades an older case once, here
             self.case_title = clean(case.meta().get("title") or self.case_path)
+            self.read_only = self.read_only or bool(case.policy().get("read_only"))
         self.action_goto(self.start)
 
     def subtitle(self, screen_title: str) -> str:
         lock = "  [read-only]" if self.read_only else ""
-        return f"{self.case_title} · {screen_title}{lock}"
+        crumbs = " › ".join(getattr(s, "TITLE", "") for s in self.screen_stack if getattr(s, "TITLE", ""))
+        busy = f"  ⟳ {self.activity}" if self.activity else ""
+        return f"{self.case_title} · {crumbs or screen_title}{lock}{busy}"
+
+    def _refresh_subtitle(self) -> None:
+        self.sub_title = self.subtitle(getattr(self.screen, "TITLE", ""))
+
+    # -- work on the whole case, from the palette, while every screen stays usable ------------------------------
+    # Each runs in a thread worker with its own connection (SQLite WAL: screens keep reading while it writes);
+    # progress shows in every screen's header; the result is a notification; errors are one line.
+
+    def _set_activity(self, text: str) -> None:
+        self.activity = text
+        self._refresh_subtitle()
+
+    def _finish_activity(self, message: str, severity: str = "information") -> None:
+        self.activity = ""
+        self._refresh_subtitle()
+        self.notify(message, severity=severity)  # type: ignore[arg-type]
+        for screen in self._made.values():
+            reload = getattr(screen, "action_reload", None)
+            if reload is not None and screen.is_attached:
+                reload()
+
+    def _refuse_read_only(self, what: str) -> bool:
+        if self.read_only:
+            self.notify(f"read-only: {what} is refused (open the case without --read-only)", severity="warning")
+        return self.read_only
+
+    def action_ingest(self) -> None:
+        if self._refuse_read_only("ingest"):
+            return
+        from tui.prompt import Prompt
+
+        def answer(value: str | None) -> None:
+            if value:
+                self.run_ingest([v for v in value.split() if v])
+
+        self.push_screen(Prompt("Ingest log files into this case", placeholder="path [path…] (files, folders, .gz)",
+                                hint="the format is detected per file; bad lines are counted, never fatal"), answer)
+
+    @work(thread=True, group="activity")
+    def run_ingest(self, paths: list[str]) -> None:
+        import connectors  # noqa: F401  (registers the parsers)
+        from casefile.case import CaseError, open_case
+        from casefile.ingest import ingest
+
+        last = [0.0]
+
+        def progress(name: str, seen: int) -> None:
+            now = time.monotonic()
+            if now - last[0] > 0.2:
+                last[0] = now
+                self.call_from_thread(self._set_activity, f"ingesting {clean(name, 40)}: {seen:,} events")
+
+        self.call_from_thread(self._set_activity, f"ingesting {len(paths)} path(s)")
+        try:
+            with open_case(self.case_path, analyst=self.analyst) as case:
+                summaries = ingest(case, paths, progress=progress)
+        except (CaseError, OSError) as e:
+            self.call_from_thread(self._finish_activity, f"ingest failed: {clean(e)}", "error")
+            return
+        errors = [s for s in summaries if s.error]
+        added = sum(s.events_added for s in summaries)
+        malformed = sum(s.malformed for s in summaries)
+        text = f"ingest done: {added:,} events added, {malformed:,} malformed lines (see the overview's sources)"
+        if errors:
+            text += "; " + "; ".join(clean(s.error, 200) for s in errors[:3])
+        self.call_from_thread(self._finish_activity, text, "error" if errors else "information")
+
+    def action_pull(self) -> None:
+        if self._refuse_read_only("pull"):
+            return
+        from connectors.config import ConfigError, load_all
+        from tui.prompt import Prompt
+
+        try:
+            names = sorted(load_all())
+        except ConfigError as e:
+            self.notify(clean(e), severity="error")
+            return
+        if not names:
+            self.notify("no connector configured: add one on the connectors screen (7) or with `stanch connector "
+                        "add`", severity="warning")
+            return
+
+        def answer(value: str | None) -> None:
+            if value:
+                self.run_pull(value)
+
+        self.push_screen(Prompt("Pull events from a connector", value=names[0] if len(names) == 1 else "",
+                                placeholder="connector name", hint="configured: " + ", ".join(names)), answer)
+
+    @work(thread=True, group="activity")
+    def run_pull(self, name: str) -> None:
+        from casefile.case import CaseError, open_case
+        from connectors.config import ConfigError, load, secret_for
+        from connectors.http import ConnectorError
+        from connectors.pull import PullSummary, run_pull
+
+        last = [0.0]
+
+        def progress(s: PullSummary) -> None:
+            now = time.monotonic()
+            if now - last[0] > 0.2:
+                last[0] = now
+                self.call_from_thread(self._set_activity, f"pulling {clean(name, 30)}: {s.pages:,} pages, "
+                                                          f"{s.events_seen:,} events")
+
+        self.call_from_thread(self._set_activity, f"pulling {clean(name, 30)}")
+        try:
+            settings = load(name)
+            secret = secret_for(name, None, settings=settings)
+            with open_case(self.case_path, analyst=self.analyst) as case:
+                summary = run_pull(case, settings, secret, progress=progress)
+        except (ConfigError, ConnectorError, CaseError, OSError) as e:
+            self.call_from_thread(self._finish_activity, f"pull {clean(name, 30)} failed: {clean(e)}; pages stored "
+                                  "before this stay, and the next pull resumes after them", "error")
+            return
+        self.call_from_thread(self._finish_activity, f"pull {clean(name, 30)} done: {summary.pages:,} pages, "
+                              f"{summary.events_added:,} events added, {summary.malformed} malformed")
+
+    def action_export(self, fmt: str) -> None:
+        from tui.prompt import Prompt
+
+        stem = os.path.splitext(os.path.basename(self.case_path))[0]
+        default = f"{stem}-timeline.jsonl" if fmt == "timesketch-jsonl" else f"{stem}-report.md"
+
+        def answer(value: str | None) -> None:
+            if value:
+                self.run_export(fmt, value)
+
+        self.push_screen(Prompt(f"Export the case as {fmt}", value=default, placeholder="output file",
+                                hint="written from the redacted case: fingerprints and masked previews only"), answer)
+
+    @work(thread=True, group="activity")
+    def run_export(self, fmt: str, out: str) -> None:
+        from casefile.case import CaseError, open_case
+        from casefile.export import export
+
+        self.call_from_thread(self._set_activity, f"exporting {fmt}")
+        try:
+            with open_case(self.case_path, analyst=self.analyst, upgrade=False) as case:
+                n = export(case, fmt, out, progress=lambda k: self.call_from_thread(
+                    self._set_activity, f"exporting {fmt}: {k:,} events"))
+        except (CaseError, OSError, ValueError) as e:
+            self.call_from_thread(self._finish_activity, f"export failed: {clean(e)}", "error")
+            return
+        what = f"{n:,} events" if fmt == "timesketch-jsonl" else "the report"
+        self.call_from_thread(self._finish_activity, f"exported {what} to {clean(out)}")
 
     def available(self, name: str) -> bool:
         module = SCREENS[name][0]
@@ -159,12 +318,20 @@ class StanchApp(App[None]):
     def screen_actions(self) -> Iterable[tuple[str, str, str]]:
         """(label, action, help) the current screen offers to the command palette (`PALETTE` on the screen)."""
         for label, action, help_text in getattr(self.screen, "PALETTE", ()):
-            if self.read_only and action.startswith(("apply", "approve", "revoke", "tick")):
+            if self.read_only and action.split("(")[0] in WRITES:
                 continue
             yield label, action, help_text
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
+        yield SystemCommand("Export timeline (Timesketch JSONL)", "every event, redacted, importable by Timesketch",
+                            partial(self.action_export, "timesketch-jsonl"))
+        yield SystemCommand("Export report (Markdown)", "summary, findings with NHI/CSF/ATT&CK ids, actions, checklist",
+                            partial(self.action_export, "markdown"))
+        if not self.read_only:
+            yield SystemCommand("Ingest log files…", "read logs into the case with live progress", self.action_ingest)
+            yield SystemCommand("Pull a connector…", "fetch events live from a configured connector",
+                                self.action_pull)
 
 
 # The first console screen of the foundation issue, kept as a name for scripts and tests that open it.
@@ -173,7 +340,16 @@ def OverviewApp(case_path: str) -> StanchApp:  # noqa: N802
 
 
 def run_console(case_path: str | None, read_only: bool = False, analyst: str | None = None) -> None:
-    """Open the console on a case."""
+    """Open the console on a case; with none, the launcher (recent cases, open a path, new case) chooses it."""
+    from tui import recent
+
     if case_path is None:
-        raise SystemExit("stanch: give a case: `stanch open CASE` or `stanch demo`")
-    StanchApp(case_path, read_only=read_only, analyst=analyst).run()
+        from tui.launcher import LauncherApp
+
+        case_path = LauncherApp().run()
+        if not case_path:
+            return
+    app = StanchApp(case_path, read_only=read_only, analyst=analyst)
+    app.run()
+    if app.case_title:
+        recent.remember(case_path, app.case_title)

@@ -129,6 +129,20 @@ def cmd_ingest_data(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from casefile.export import export
+
+    with _open(args) as case:
+        try:
+            n = export(case, args.format, args.output)
+        except (OSError, ValueError) as e:
+            why = e.strerror if isinstance(e, OSError) else str(e)
+            raise UserError(f"{args.output}: cannot write ({why}); choose another -o path") from None
+    what = f"{n:,} events" if args.format == "timesketch-jsonl" else "the report"
+    print(f"wrote {what} to {args.output}")
+    return EXIT_OK
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from casefile.query import info
 
@@ -625,7 +639,7 @@ def cmd_open(args: argparse.Namespace) -> int:
     _open(args).close()  # fail here, with a one-line error, before the console starts
     from tui.app import run_console
 
-    run_console(args.case)
+    run_console(args.case, read_only=args.read_only, analyst=args.analyst)
     return EXIT_OK
 
 
@@ -640,7 +654,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return EXIT_OK
     from tui.app import run_console
 
-    run_console(str(path))
+    run_console(str(path), analyst=args.analyst)
     return EXIT_OK
 
 
@@ -889,6 +903,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--object-type", metavar="TYPE", help="the record type of the file's rows (e.g. Case), so "
                     "reads of that type by a compromised credential count as exposure")
     sp.add_argument("--json", action="store_true")
+    sp = add("export", cmd_export, "hand the case to other tools: the timeline as Timesketch JSONL, the report as "
+             "Markdown (from the redacted case: fingerprints and masked previews only)")
+    sp.add_argument("case")
+    sp.add_argument("--format", required=True, choices=("timesketch-jsonl", "markdown"))
+    sp.add_argument("-o", "--output", required=True, metavar="OUT")
     sp = add("info", cmd_info, "summarise a case: counts, sources, window")
     sp.add_argument("case")
     sp.add_argument("--json", action="store_true")
@@ -997,8 +1016,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("verify", cmd_verify, "check the audit chain; exit 3 naming the table and row that changed")
     sp.add_argument("case")
     sp.add_argument("--json", action="store_true")
-    sp = add("open", cmd_open, "open a case in the console")
+    sp = add("open", cmd_open, "open a case in the console (`stanch` alone, in a terminal, offers recent cases "
+             "and a new case)")
     sp.add_argument("case")
+    sp.add_argument("--read-only", action="store_true", help="look, never change: no ingest, plan, approve, apply, "
+                    "tick, mark or note; the console shows a lock")
     sp = add("demo", cmd_demo, "build the demo incident (Salesloft-Drift style) and open it")
     sp.add_argument("--no-tui", action="store_true", help="build the case and print where it is")
     sp.add_argument("--case", type=Path, default=None, metavar="PATH", help="default: ./stanch-demo.stanch")
@@ -1046,6 +1068,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "fn", None):
+        if argv is None and sys.stdin.isatty() and sys.stdout.isatty():
+            from tui.app import run_console
+
+            run_console(None, analyst=args.analyst)
+            return EXIT_OK
         parser.print_help()
         return EXIT_OK
     try:

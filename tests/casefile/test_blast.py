@@ -152,8 +152,8 @@ def test_rollups_follow_ingest_and_merges_and_a_window_reads_the_events(case):
 
 
 def test_demo_rollups_match(tmp_path):
-    from tui.demo import build_demo
     from casefile.case import open_case
+    from tui.demo import build_demo
 
     path = build_demo(tmp_path / "d.stanch", events=3000, seed=5, quiet=True)
     with open_case(path) as c:
