@@ -105,14 +105,22 @@ class StanchApp(App[None]):
             self.read_only = self.read_only or bool(case.policy().get("read_only"))
         self.action_goto(self.start)
 
-    def subtitle(self, screen_title: str) -> str:
+    def subtitle(self, screen_title: str = "") -> str:
+        """The header's second half: the case, the read-only lock, and what runs in the background. (The first
+        half is the screen's title with its breadcrumbs, `crumbs`.)"""
         lock = "  [read-only]" if self.read_only else ""
-        crumbs = " › ".join(getattr(s, "TITLE", "") for s in self.screen_stack if getattr(s, "TITLE", ""))
         busy = f"  ⟳ {self.activity}" if self.activity else ""
-        return f"{self.case_title} · {crumbs or screen_title}{lock}{busy}"
+        title = self.case_title if len(self.case_title) <= 48 else self.case_title[:47] + "…"
+        return f"{title}{lock}{busy}"
+
+    def crumbs(self) -> str:
+        """Where the responder came from: the titles of the screens on the stack, oldest first."""
+        return " › ".join(t for s in self.screen_stack if (t := getattr(s, "TITLE", "")))
 
     def _refresh_subtitle(self) -> None:
-        self.sub_title = self.subtitle(getattr(self.screen, "TITLE", ""))
+        self.sub_title = self.subtitle()
+        if getattr(self.screen, "TITLE", ""):
+            self.screen.title = self.crumbs()
 
     # -- work on the whole case, from the palette, while every screen stays usable ------------------------------
     # Each runs in a thread worker with its own connection (SQLite WAL: screens keep reading while it writes);

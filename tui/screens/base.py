@@ -51,7 +51,7 @@ class CaseScreen(Screen[None]):
             return fn(c)
 
     def on_screen_resume(self) -> None:
-        self.stanch.sub_title = self.stanch.subtitle(self.TITLE)
+        self.stanch._refresh_subtitle()
 
 
 def noop(*_: Any) -> None:
