@@ -433,12 +433,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None,
                    help="where to write the report (default benchmarks/RESULTS.md; an analysis-only run writes "
                         "benchmarks/RESULTS-analysis.md so the ingest figures are kept)")
+    p.add_argument("--revocations", type=int, default=0,
+                   help="also measure the playbook engine revoking this many Vault tokens through a 50 ms proxy, "
+                        "against a sequential loop (benchmarks/playbooks.py; the full run is 10000)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes (CI): proves the harness runs")
     args = p.parse_args(argv)
     if args.smoke:
         args.gateway, args.okta, args.append_base, args.append = [20_000], 5_000, 20_000, 5_000
         args.families = 5_000
         args.analysis, args.heavy = 20_000, 2_000
+        args.revocations = 200
     args.workdir.mkdir(parents=True, exist_ok=True)
     machine = describe()
     print("machine:", ", ".join(f"{k} {v}" for k, v in machine.items()), flush=True)
@@ -469,7 +473,15 @@ def main(argv: list[str] | None = None) -> int:
     ana = analysis(args.analysis, args.heavy, args.workdir) if args.analysis > 0 else None
     if ana:
         print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in ana.items()}), flush=True)
+    rev = None
+    if args.revocations > 0:
+        from benchmarks import playbooks
+
+        rev = playbooks.run(args.revocations, args.workdir, sample=min(200, max(50, args.revocations // 4)))
+        print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rev.items()}), flush=True)
     text = report(machine, rows, app, argv, fams, ana)
+    if rev:
+        text += "\n".join(playbooks.section(rev)) + "\n"
     if args.out is None:
         only_analysis = not rows and app is None and not fams and ana is not None
         args.out = ROOT / "benchmarks" / ("RESULTS-analysis.md" if only_analysis else "RESULTS.md")

@@ -33,9 +33,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import os
 import random
 import re
 import ssl
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping, Sequence
@@ -74,6 +76,18 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 # ------------------------------------------------------------------------------------------------ errors
+
+
+_CONTEXTS: dict[tuple[Any, ...], ssl.SSLContext] = {}
+_CONTEXTS_LOCK = threading.Lock()
+
+
+def _stat(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
 
 
 class ConnectorError(Exception):
@@ -262,6 +276,18 @@ class ConnectorClient:
 
     def _ssl_context(self, verify: bool | str, cert: tuple[str, str] | None) -> ssl.SSLContext:
         # Built here rather than passing paths to httpx: httpx 0.28 deprecates `verify=<str>` and `cert=`.
+        # Loading the CA bundle costs ~20 ms of CPU; a playbook opens a client per item, so contexts are shared
+        # per (verify, cert), keyed also by each file's size and mtime so a replaced CA or certificate reloads.
+        key = (verify, cert, *(_stat(f) for f in ([verify] if isinstance(verify, str) else []) + list(cert or ())))
+        with _CONTEXTS_LOCK:
+            ctx = _CONTEXTS.get(key)
+        if ctx is None:
+            ctx = self._new_ssl_context(verify, cert)
+            with _CONTEXTS_LOCK:
+                _CONTEXTS[key] = ctx
+        return ctx
+
+    def _new_ssl_context(self, verify: bool | str, cert: tuple[str, str] | None) -> ssl.SSLContext:
         try:
             if verify is False:
                 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

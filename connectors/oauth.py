@@ -296,7 +296,9 @@ def revoker(credential: dict[str, Any]) -> RevokeHow | None:
     raw token. Asked after every vendor revoker (a fallback)."""
     if credential.get("kind") not in ("access", "refresh", "jwt"):
         return None
-    key = next((k for k in credential.get("keys") or [] if k.startswith(("sha256:", "sha256/16:"))), None)
+    keys = credential.get("keys") or []
+    key = next((k for k in keys if k.startswith("sha256:")), None) or next(
+        (k for k in keys if k.startswith("sha256/16:")), None)  # the full key first: the plan shows it
     if key is None:
         return None
     note = "a self-contained JWT lives until its exp unless its grant is revoked" if credential.get("kind") == "jwt" else ""

@@ -24,3 +24,4 @@ def test_harness_writes_every_figure_with_its_baselines(tmp_path):
     assert "(NOT skipped)" not in text  # re-ingest of the same file was skipped
     assert "| text | nginx-combined | 5,000 |" in text and "| csv | salesforce-eventlogfile | 5,000 |" in text
     assert "| cloudtrail | aws-cloudtrail | 5,000 |" in text
+    assert "Revocations: 200 Vault tokens revoked by accessor" in text and "Engine / sequential:" in text
