@@ -68,11 +68,21 @@ async def approval(app: Any, pilot: Any) -> None:
     await _plan(app, pilot)
     await pilot.press("a")
     await settle(pilot)
+    confirm = app.screen.query("#confirm")
+    if confirm:  # half typed: Approve stays disabled until the case name is complete
+        confirm.first().value = app.screen.expected[:4]
+        await pilot.pause()
 
 
 async def approve_in_modal(app: Any, pilot: Any) -> None:
     """Type the confirmation the approval modal asks for (irreversible items), then approve."""
-    raise NotImplementedError
+    modal = app.screen
+    confirm = modal.query("#confirm")
+    if confirm:
+        confirm.first().value = modal.expected
+    await pilot.pause()
+    await pilot.click("#approve")
+    await settle(pilot)
 
 
 async def apply_progress(app: Any, pilot: Any) -> None:

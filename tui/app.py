@@ -83,8 +83,9 @@ class StanchApp(App[None]):
     ]
 
     def __init__(self, case_path: str, *, read_only: bool = False, analyst: str | None = None,
-                 start: str = "overview") -> None:
+                 start: str = "overview", playbook_dirs: Iterable[str] = ()) -> None:
         super().__init__()
+        self.playbook_dirs = tuple(playbook_dirs)
         self.case_path = case_path
         self.read_only = read_only
         self.analyst = analyst
@@ -347,7 +348,8 @@ def OverviewApp(case_path: str) -> StanchApp:  # noqa: N802
     return StanchApp(case_path)
 
 
-def run_console(case_path: str | None, read_only: bool = False, analyst: str | None = None) -> None:
+def run_console(case_path: str | None, read_only: bool = False, analyst: str | None = None,
+                playbook_dirs: Iterable[str] = ()) -> None:
     """Open the console on a case; with none, the launcher (recent cases, open a path, new case) chooses it."""
     from tui import recent
 
@@ -357,7 +359,7 @@ def run_console(case_path: str | None, read_only: bool = False, analyst: str | N
         case_path = LauncherApp().run()
         if not case_path:
             return
-    app = StanchApp(case_path, read_only=read_only, analyst=analyst)
+    app = StanchApp(case_path, read_only=read_only, analyst=analyst, playbook_dirs=playbook_dirs)
     app.run()
     if app.case_title:
         recent.remember(case_path, app.case_title)

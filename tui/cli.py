@@ -639,7 +639,7 @@ def cmd_open(args: argparse.Namespace) -> int:
     _open(args).close()  # fail here, with a one-line error, before the console starts
     from tui.app import run_console
 
-    run_console(args.case, read_only=args.read_only, analyst=args.analyst)
+    run_console(args.case, read_only=args.read_only, analyst=args.analyst, playbook_dirs=args.playbooks or ())
     return EXIT_OK
 
 
@@ -1021,6 +1021,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("case")
     sp.add_argument("--read-only", action="store_true", help="look, never change: no ingest, plan, approve, apply, "
                     "tick, mark or note; the console shows a lock")
+    sp.add_argument("--playbooks", action="append", metavar="DIR", help="a folder of your own playbooks; repeatable")
     sp = add("demo", cmd_demo, "build the demo incident (Salesloft-Drift style) and open it")
     sp.add_argument("--no-tui", action="store_true", help="build the case and print where it is")
     sp.add_argument("--case", type=Path, default=None, metavar="PATH", help="default: ./stanch-demo.stanch")

@@ -89,7 +89,7 @@ def test_open_read_only_reaches_the_console_and_shows_a_lock(demo, monkeypatch):
     from tui.cli import main
 
     seen = {}
-    monkeypatch.setattr(tui.app, "run_console", lambda case, read_only=False, analyst=None: seen.update(
+    monkeypatch.setattr(tui.app, "run_console", lambda case, read_only=False, analyst=None, playbook_dirs=(): seen.update(
         case=case, read_only=read_only))
     assert main(["open", str(demo), "--read-only"]) == 0
     assert seen == {"case": str(demo), "read_only": True}

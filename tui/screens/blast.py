@@ -693,7 +693,7 @@ class BlastScreen(CaseScreen):
         from playbooks.model import PlaybookError, load_all
 
         try:
-            pbs = load_all()
+            pbs = load_all(self.stanch.playbook_dirs)
         except PlaybookError as e:
             self.app.call_from_thread(self.notify, clean(e, 200), severity="error", markup=False)
             return
@@ -728,7 +728,7 @@ class BlastScreen(CaseScreen):
         from playbooks.model import PlaybookError, load_all
 
         try:
-            pb = load_all()[playbook]
+            pb = load_all(self.stanch.playbook_dirs)[playbook]
             with self.case() as c:
                 plan_id = engine.make_plan(c, pb, {"seed": seed}, exclude=exclude)
                 items = len(plans.load(c, plan_id).items)
