@@ -79,6 +79,7 @@ class StanchApp(App[None]):
         Binding("q", "quit", "Quit"),
         Binding("colon", "jump", "Jump", key_display=":"),
         Binding("question_mark", "help", "Keys", key_display="?"),
+        Binding("f1", "help", "Keys", show=False),  # also while typing in a filter or seed box
         *[Binding(key, f"goto('{name}')", name.capitalize(), show=False) for name, (_, _, key) in SCREENS.items()],
     ]
 

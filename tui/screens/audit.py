@@ -69,12 +69,12 @@ class AuditScreen(CaseScreen):
     #detail { height: 3; padding: 0 1; background: $boost; }
     """
     BINDINGS = [
-        Binding("v", "verify", "Verify"),
+        Binding("v", "verify_chain", "Verify"),
         Binding("m", "more", "More"),
         Binding("f5", "reload", "Reload"),
     ]
     PALETTE = [
-        ("verify the audit chain", "verify", "recompute every entry and audited row; name the first broken row"),
+        ("verify the audit chain", "verify_chain", "recompute every entry and audited row; name the first broken row"),
         ("load more audit entries", "more", "the next page of older entries"),
         ("reload the audit log", "reload", "read the newest entries again"),
     ]
@@ -177,7 +177,7 @@ class AuditScreen(CaseScreen):
             self.action_more()
 
     # -- verify --------------------------------------------------------------------------------------------
-    def action_verify(self) -> None:
+    def action_verify_chain(self) -> None:
         self.verdict = Text("verify: running…", style="bold")
         self._show_head()
         self.run_verify()
