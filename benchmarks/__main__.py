@@ -436,6 +436,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--revocations", type=int, default=0,
                    help="also measure the playbook engine revoking this many Vault tokens through a 50 ms proxy, "
                         "against a sequential loop (benchmarks/playbooks.py; the full run is 10000)")
+    p.add_argument("--console", action="store_true",
+                   help="also time the console: open to first paint and timeline filter keystrokes "
+                        "(benchmarks/console.py) on the --analysis case, written beside the report as "
+                        "RESULTS-console.md")
     p.add_argument("--smoke", action="store_true", help="tiny sizes (CI): proves the harness runs")
     args = p.parse_args(argv)
     if args.smoke:
@@ -443,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         args.families = 5_000
         args.analysis, args.heavy = 20_000, 2_000
         args.revocations = 200
+        args.console = True
     args.workdir.mkdir(parents=True, exist_ok=True)
     machine = describe()
     print("machine:", ", ".join(f"{k} {v}" for k, v in machine.items()), flush=True)
@@ -479,6 +484,14 @@ def main(argv: list[str] | None = None) -> int:
 
         rev = playbooks.run(args.revocations, args.workdir, sample=min(200, max(50, args.revocations // 4)))
         print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rev.items()}), flush=True)
+    if args.console:
+        from benchmarks import console
+
+        out_dir = (args.out.parent if args.out is not None else ROOT / "benchmarks")
+        case_args = (["--case", str(args.workdir / f"analysis-{args.analysis}.stanch")] if args.analysis > 0 else
+                     ["--events", "200000"])
+        console.main([*case_args, "--workdir", str(args.workdir), "--runs", "1" if args.smoke else "3",
+                      "--out", str(out_dir / "RESULTS-console.md")])
     text = report(machine, rows, app, argv, fams, ana)
     if rev:
         text += "\n".join(playbooks.section(rev)) + "\n"

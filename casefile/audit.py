@@ -40,6 +40,7 @@ FINDING_COLUMNS = ("rowid", "run", "rule_id", "rule_title", "rule_source", "rule
                    "audit_seq")
 PLAN_COLUMNS = ("rowid", "playbook", "title", "created_at", "created_by", "inputs", "hash", "body", "audit_seq")
 JOURNAL_COLUMNS = ("rowid", "plan_id", "seq", "time", "who", "phase", "state", "detail", "audit_seq")
+MARK_COLUMNS = ("rowid", "time", "who", "event_id", "marked", "audit_seq")
 # credential_id is not hashed (it moves when credentials merge), as for events.
 EXPOSURE_COLUMNS = ("rowid", "source_id", "event_id", "line", "object", "object_type", "field", "shape", "preview",
                     "audit_seq")
@@ -78,6 +79,7 @@ AUDITED: dict[str, tuple[tuple[str, ...], Callable[[Sequence[Any]], str]]] = {
     "findings": (FINDING_COLUMNS, _note_check),
     "plans": (PLAN_COLUMNS, _note_check),
     "journal": (JOURNAL_COLUMNS, _note_check),
+    "marks": (MARK_COLUMNS, _note_check),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 _V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -454,9 +454,26 @@ CREATE INDEX journal_item ON journal(plan_id, seq)
 """
 
 
+# v11: evidence marks (the timeline's `m`). Append-only and audited like notes: marking or unmarking an event
+# adds a row (`marked` 1 or 0); an event's mark is its latest row (casefile.marks).
+_V11 = """
+CREATE TABLE marks (
+    rowid INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    who TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    marked INTEGER NOT NULL,
+    audit_seq INTEGER,
+    row_hash TEXT
+);
+CREATE INDEX marks_event ON marks(event_id, rowid)
+"""
+
+
 # MIGRATIONS[n] takes a case at schema version n to n + 1 (0 is an empty file).
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     0: _script(_V1), 1: _script(_V2), 2: _v3, 3: _script(_V4), 4: _script(_V5), 5: _script(_V6), 6: _v7, 7: _v8, 8: _script(_V9), 9: _script(_V10),
+    10: _script(_V11),
 }
 
 

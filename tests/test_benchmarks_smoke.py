@@ -25,3 +25,5 @@ def test_harness_writes_every_figure_with_its_baselines(tmp_path):
     assert "| text | nginx-combined | 5,000 |" in text and "| csv | salesforce-eventlogfile | 5,000 |" in text
     assert "| cloudtrail | aws-cloudtrail | 5,000 |" in text
     assert "Revocations: 200 Vault tokens revoked by accessor" in text and "Engine / sequential:" in text
+    console = (tmp_path / "RESULTS-console.md").read_text()
+    assert "## Open to first paint" in console and "## Filter keystroke to updated rows" in console

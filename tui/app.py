@@ -136,10 +136,11 @@ class StanchApp(App[None]):
         self.activity = ""
         self._refresh_subtitle()
         self.notify(message, severity=severity)  # type: ignore[arg-type]
-        for screen in self._made.values():
-            reload = getattr(screen, "action_reload", None)
-            if reload is not None and screen.is_attached:
-                reload()
+        for screen in self._made.values():  # what the case holds changed: the shown screen reads it again now,
+            if screen is self.screen and hasattr(screen, "action_reload"):  # the others when next shown
+                screen.action_reload()
+            else:
+                screen.stale = True  # type: ignore[attr-defined]
 
     def _refuse_read_only(self, what: str) -> bool:
         if self.read_only:

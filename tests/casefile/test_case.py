@@ -79,7 +79,7 @@ def test_v1_case_is_upgraded_to_the_current_schema_and_keeps_its_data(case_path)
     assert "on_ref" not in cols
 
     with open_case(case_path) as case:
-        assert case.schema_version == SCHEMA_VERSION == 10
+        assert case.schema_version == SCHEMA_VERSION == 11
         cols = {r[1] for r in case.conn.execute("PRAGMA table_info(notes)")}
         assert "on_ref" in cols
         indexes = {r[0] for r in case.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}

@@ -22,6 +22,7 @@ class CaseScreen(Screen[None]):
 
     NAME = ""
     TITLE = ""
+    stale = False  # the case changed (an ingest or pull in the console) since this screen last read it
 
     @property
     def stanch(self) -> StanchApp:
@@ -52,6 +53,11 @@ class CaseScreen(Screen[None]):
 
     def on_screen_resume(self) -> None:
         self.stanch._refresh_subtitle()
+        if self.stale:
+            self.stale = False
+            reload = getattr(self, "action_reload", None)
+            if reload is not None:
+                reload()
 
 
 def noop(*_: Any) -> None:

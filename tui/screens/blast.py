@@ -318,7 +318,7 @@ class BlastScreen(CaseScreen):
         elif table_id == "proof":
             event.stop()
             if event.row_key.value is not None:
-                self.stanch.open("timeline", {"query": "", "event": str(event.row_key.value)})
+                self.stanch.open("timeline", self.query_one("#proof", EventTable).target(str(event.row_key.value)))
         elif table_id == "revocation":
             event.stop()
             self.action_toggle_item()
@@ -761,14 +761,14 @@ class BlastScreen(CaseScreen):
     def action_timeline(self) -> None:
         proof = self.query_one("#proof", EventTable)
         if proof.has_focus and (eid := proof.event_id()) is not None:
-            self.stanch.open("timeline", {"query": "", "event": eid})
+            self.stanch.open("timeline", proof.target(eid))
             return
         node = self.query_one("#reach", Tree).cursor_node
         key = (node.data or {}).get("key") if node is not None else None
         if key:
             self.stanch.open("timeline", key)
         elif (eid := proof.event_id()) is not None:
-            self.stanch.open("timeline", {"query": "", "event": eid})
+            self.stanch.open("timeline", proof.target(eid))
         else:
             self.notify("highlight a credential or a proving event first", severity="warning", markup=False)
 

@@ -112,11 +112,16 @@ class EventTable(DataTable[Any]):
 
     def show(self, rows: list[dict[str, Any]]) -> None:
         self.clear()
+        self._times = {e["id"]: e["time"] for e in rows}
         for e in rows:
             resource = " ".join(x for x in (e.get("method"), e.get("resource")) if x)
             self.add_row(literal(short_time(e["time"])), literal(e["action"], 14), literal(e["src_ip"] or "", 15),
                          literal(resource, 60), literal(e["principal"] or e["client"] or "", 26),
                          literal(e["outcome"] or "", 8), key=e["id"])
+
+    def target(self, eid: str) -> dict[str, Any]:
+        """What the timeline needs to show event `eid` (its time makes finding it one index lookup)."""
+        return {"query": "", "event": eid, "time": getattr(self, "_times", {}).get(eid)}
 
     def event_id(self) -> str | None:
         if self.row_count == 0:
@@ -366,7 +371,7 @@ class FindingsScreen(CaseScreen):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         if event.row_key.value is not None:
-            self.stanch.open("timeline", {"query": "", "event": str(event.row_key.value)})
+            self.stanch.open("timeline", self.query_one("#evidence", EventTable).target(str(event.row_key.value)))
 
     def action_timeline(self) -> None:
         table = self.query_one("#evidence", EventTable)
@@ -374,7 +379,7 @@ class FindingsScreen(CaseScreen):
         if eid is None:
             self.notify("no evidence event highlighted", severity="warning", markup=False)
             return
-        self.stanch.open("timeline", {"query": "", "event": eid})
+        self.stanch.open("timeline", table.target(eid))
 
     def action_blast(self) -> None:
         f = self.highlighted_finding()
