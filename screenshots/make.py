@@ -49,6 +49,9 @@ async def blast(app: Any, pilot: Any) -> None:
 async def timeline(app: Any, pilot: Any) -> None:
     app.open("timeline")
     await settle(pilot)
+    await pilot.press("slash", *"SELECT", "space", *"Case")  # the actor's SOQL over Cases, as the responder types
+    await pilot.pause(0.5)
+    await settle(pilot, 0.5)
 
 
 async def findings(app: Any, pilot: Any) -> None:
