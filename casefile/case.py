@@ -73,6 +73,11 @@ class Case:
         """Add a note (audited); `on_ref` is `event:<id>`, `credential:<n>` or `source:<n>`. Returns its row."""
         if on_ref is not None:
             self._check_ref(on_ref)
+        from casefile.redact import redact
+
+        # A responder pastes what they found; a credential in it is kept as its fingerprint marker, never raw.
+        redacted, _ = redact(text)
+        text = redacted if isinstance(redacted, str) else text
         with self.transaction():
             seq, _ = audit.next_seq(self.conn)
             before = self.conn.execute("SELECT coalesce(max(rowid), 0) FROM notes").fetchone()[0]

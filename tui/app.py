@@ -244,7 +244,8 @@ class StanchApp(App[None]):
         from tui.prompt import Prompt
 
         stem = os.path.splitext(os.path.basename(self.case_path))[0]
-        default = f"{stem}-timeline.jsonl" if fmt == "timesketch-jsonl" else f"{stem}-report.md"
+        default = {"timesketch-jsonl": f"{stem}-timeline.jsonl", "timesketch-csv": f"{stem}-timeline.csv",
+                   "html": f"{stem}-report.html"}.get(fmt, f"{stem}-report.md")
 
         def answer(value: str | None) -> None:
             if value:
@@ -266,7 +267,7 @@ class StanchApp(App[None]):
         except (CaseError, OSError, ValueError) as e:
             self.call_from_thread(self._finish_activity, f"export failed: {clean(e)}", "error")
             return
-        what = f"{n:,} events" if fmt == "timesketch-jsonl" else "the report"
+        what = f"{n:,} events" if fmt.startswith("timesketch") else "the report"
         self.call_from_thread(self._finish_activity, f"exported {what} to {clean(out)}")
 
     def available(self, name: str) -> bool:
@@ -339,6 +340,10 @@ class StanchApp(App[None]):
                             partial(self.action_export, "timesketch-jsonl"))
         yield SystemCommand("Export report (Markdown)", "summary, findings with NHI/CSF/ATT&CK ids, actions, checklist",
                             partial(self.action_export, "markdown"))
+        yield SystemCommand("Export report (HTML)", "the same report as one self-contained page",
+                            partial(self.action_export, "html"))
+        yield SystemCommand("Export timeline (Timesketch CSV)", "every event, redacted; formula cells neutralised",
+                            partial(self.action_export, "timesketch-csv"))
         if not self.read_only:
             yield SystemCommand("Ingest log files…", "read logs into the case with live progress", self.action_ingest)
             yield SystemCommand("Pull a connector…", "fetch events live from a configured connector",

@@ -138,7 +138,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as e:
             why = e.strerror if isinstance(e, OSError) else str(e)
             raise UserError(f"{args.output}: cannot write ({why}); choose another -o path") from None
-    what = f"{n:,} events" if args.format == "timesketch-jsonl" else "the report"
+    what = f"{n:,} events" if args.format.startswith("timesketch") else "the report"
     print(f"wrote {what} to {args.output}")
     return EXIT_OK
 
@@ -903,10 +903,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--object-type", metavar="TYPE", help="the record type of the file's rows (e.g. Case), so "
                     "reads of that type by a compromised credential count as exposure")
     sp.add_argument("--json", action="store_true")
-    sp = add("export", cmd_export, "hand the case to other tools: the timeline as Timesketch JSONL, the report as "
-             "Markdown (from the redacted case: fingerprints and masked previews only)")
+    sp = add("export", cmd_export, "hand the case to other tools: the timeline for Timesketch (JSONL, CSV), the "
+             "report as Markdown or one self-contained HTML page (from the redacted case: fingerprints and masked "
+             "previews only)")
     sp.add_argument("case")
-    sp.add_argument("--format", required=True, choices=("timesketch-jsonl", "markdown"))
+    sp.add_argument("--format", required=True, choices=("timesketch-jsonl", "timesketch-csv", "markdown", "html"))
     sp.add_argument("-o", "--output", required=True, metavar="OUT")
     sp = add("info", cmd_info, "summarise a case: counts, sources, window")
     sp.add_argument("case")
