@@ -26,9 +26,10 @@ import orjson
 
 from casefile import plans as plans_mod
 from casefile.case import Case
+from casefile.export_graph import GRAPH_FORMATS, export_graph
 from casefile.query import info
 
-FORMATS = ("timesketch-jsonl", "timesketch-csv", "markdown", "html")
+FORMATS = ("timesketch-jsonl", "timesketch-csv", "markdown", "html", *GRAPH_FORMATS)
 _TS_COLUMNS = ("id", "time", "vendor", "action", "outcome", "principal", "client", "src_ip", "user_agent", "country",
                "city", "asn", "method", "resource", "status", "bytes", "rows", "vendor_type", "vendor_id",
                "request_id", "session_id", "cred_keys", "subject_keys", "source_id", "line")
@@ -51,8 +52,11 @@ def _atomic(out: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
 
 
 def export(case: Case, fmt: str, out: str | os.PathLike[str],
-           progress: Callable[[int], None] | None = None) -> int:
-    """Write `fmt` to `out`; returns how many records (events, or report sections) were written."""
+           progress: Callable[[int], None] | None = None, **graph: Any) -> int:
+    """Write `fmt` to `out`; returns how many records (events, report blocks, graph nodes or revocation items)
+    were written. `graph`: seed, raw_token, depth, since, until, as_of, max_seeds for the graph formats."""
+    if fmt in GRAPH_FORMATS:
+        return export_graph(case, fmt, out, **graph)
     if fmt == "timesketch-jsonl":
         return timesketch_jsonl(case, out, progress)
     if fmt == "timesketch-csv":

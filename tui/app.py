@@ -245,7 +245,8 @@ class StanchApp(App[None]):
 
         stem = os.path.splitext(os.path.basename(self.case_path))[0]
         default = {"timesketch-jsonl": f"{stem}-timeline.jsonl", "timesketch-csv": f"{stem}-timeline.csv",
-                   "html": f"{stem}-report.html"}.get(fmt, f"{stem}-report.md")
+                   "html": f"{stem}-report.html", "opengraph": f"{stem}-opengraph.json",
+                   "revocation-set": f"{stem}-revocation-set.json"}.get(fmt, f"{stem}-report.md")
 
         def answer(value: str | None) -> None:
             if value:
@@ -256,6 +257,7 @@ class StanchApp(App[None]):
 
     @work(thread=True, group="activity")
     def run_export(self, fmt: str, out: str) -> None:
+        import connectors  # noqa: F401  (the graph formats name the connector that can revoke each credential)
         from casefile.case import CaseError, open_case
         from casefile.export import export
 
@@ -267,7 +269,8 @@ class StanchApp(App[None]):
         except (CaseError, OSError, ValueError) as e:
             self.call_from_thread(self._finish_activity, f"export failed: {clean(e)}", "error")
             return
-        what = f"{n:,} events" if fmt.startswith("timesketch") else "the report"
+        what = (f"{n:,} events" if fmt.startswith("timesketch") else f"{n:,} items" if fmt == "revocation-set"
+                else f"{n:,} nodes" if fmt == "opengraph" else "the report")
         self.call_from_thread(self._finish_activity, f"exported {what} to {clean(out)}")
 
     def available(self, name: str) -> bool:
@@ -344,6 +347,10 @@ class StanchApp(App[None]):
                             partial(self.action_export, "html"))
         yield SystemCommand("Export timeline (Timesketch CSV)", "every event, redacted; formula cells neutralised",
                             partial(self.action_export, "timesketch-csv"))
+        yield SystemCommand("Export graph (BloodHound OpenGraph)", "the blast radius of every flagged credential",
+                            partial(self.action_export, "opengraph"))
+        yield SystemCommand("Export revocation set (JSON)", "what to revoke, from every flagged credential",
+                            partial(self.action_export, "revocation-set"))
         if not self.read_only:
             yield SystemCommand("Ingest log files…", "read logs into the case with live progress", self.action_ingest)
             yield SystemCommand("Pull a connector…", "fetch events live from a configured connector",

@@ -131,14 +131,27 @@ def cmd_ingest_data(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from casefile.export import export
+    from casefile.export_graph import GRAPH_FORMATS
 
+    graph: dict[str, Any] = {}
+    if args.format in GRAPH_FORMATS:
+        import connectors  # noqa: F401  (revokers: which connector can act on each credential)
+
+        raw = _read_token(f"export {args.case} --seed -") if args.seed == "-" else None
+        graph = {"seed": args.seed, "raw_token": raw, "depth": args.depth, "since": _when(args.since, "--since"),
+                 "until": _when(args.until, "--until"), "as_of": _when(args.as_of, "--as-of"),
+                 "max_seeds": args.max_seeds}
+    elif args.seed is not None:
+        raise UserError(f"--seed applies to the graph formats ({', '.join(GRAPH_FORMATS)}), not {args.format}")
     with _open(args) as case:
         try:
-            n = export(case, args.format, args.output)
+            n = export(case, args.format, args.output, **graph)
         except (OSError, ValueError) as e:
             why = e.strerror if isinstance(e, OSError) else str(e)
             raise UserError(f"{args.output}: cannot write ({why}); choose another -o path") from None
-    what = f"{n:,} events" if args.format.startswith("timesketch") else "the report"
+    what = (f"{n:,} events" if args.format.startswith("timesketch") else
+            f"{n:,} revocation items" if args.format == "revocation-set" else
+            f"{n:,} nodes" if args.format in GRAPH_FORMATS else "the report")
     print(f"wrote {what} to {args.output}")
     return EXIT_OK
 
@@ -904,11 +917,21 @@ def build_parser() -> argparse.ArgumentParser:
                     "reads of that type by a compromised credential count as exposure")
     sp.add_argument("--json", action="store_true")
     sp = add("export", cmd_export, "hand the case to other tools: the timeline for Timesketch (JSONL, CSV), the "
-             "report as Markdown or one self-contained HTML page (from the redacted case: fingerprints and masked "
-             "previews only)")
+             "report as Markdown or one self-contained HTML page, the blast-radius graph as BloodHound OpenGraph, "
+             "DOT or Mermaid, the revocation set as JSON (from the redacted case: fingerprints and masked previews "
+             "only)")
     sp.add_argument("case")
-    sp.add_argument("--format", required=True, choices=("timesketch-jsonl", "timesketch-csv", "markdown", "html"))
+    sp.add_argument("--format", required=True, choices=("timesketch-jsonl", "timesketch-csv", "markdown", "html",
+                                                        "opengraph", "dot", "mermaid", "revocation-set"))
     sp.add_argument("-o", "--output", required=True, metavar="OUT")
+    sp.add_argument("--seed", metavar="SEED", help="graph formats: the blast radius of SEED (as `stanch blast`; - "
+                    "reads a raw token from stdin); default: every credential flagged by findings or in a plan")
+    sp.add_argument("--depth", type=int, default=3, metavar="N")
+    sp.add_argument("--since", metavar="T")
+    sp.add_argument("--until", metavar="T")
+    sp.add_argument("--as-of", metavar="T")
+    sp.add_argument("--max-seeds", type=int, default=100, metavar="N",
+                    help="graph formats without --seed: at most this many flagged seeds")
     sp = add("info", cmd_info, "summarise a case: counts, sources, window")
     sp.add_argument("case")
     sp.add_argument("--json", action="store_true")

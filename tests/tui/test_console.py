@@ -193,6 +193,12 @@ def test_export_cli(demo, tmp_path, capsys):
 
     assert main(["export", str(demo), "--format", "markdown", "-o", str(tmp_path / "r.md")]) == 0
     assert "wrote the report" in capsys.readouterr().out
+    assert main(["export", str(demo), "--format", "opengraph", "-o", str(tmp_path / "g.json")]) == 0
+    assert "nodes to" in capsys.readouterr().out and json.loads((tmp_path / "g.json").read_text())["graph"]
+    assert main(["export", str(demo), "--format", "revocation-set", "-o", str(tmp_path / "r.json")]) == 0
+    assert "revocation items" in capsys.readouterr().out
+    assert main(["export", str(demo), "--format", "markdown", "--seed", "x", "-o", str(tmp_path / "m.md")]) == 1
+    assert "--seed applies to the graph formats" in capsys.readouterr().err
     (tmp_path / "file").write_text("")
     assert main(["export", str(demo), "--format", "markdown", "-o", str(tmp_path / "file" / "r.md")]) == 1
     assert "cannot write" in capsys.readouterr().err
