@@ -133,6 +133,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     from casefile.export import export
     from casefile.export_graph import GRAPH_FORMATS
 
+    if args.format == "sets":
+        from connectors import ssf
+        from connectors.config import ConfigError
+
+        with _open(args) as case:
+            try:
+                n = ssf.export_sets(case, args.output, args.issuer, args.audience or ())
+            except ConfigError as e:
+                raise UserError(str(e)) from None
+        print(f"wrote {n:,} SETs (and the JWKS that verifies them) to {args.output}")
+        return EXIT_OK
     graph: dict[str, Any] = {}
     if args.format in GRAPH_FORMATS:
         import connectors  # noqa: F401  (revokers: which connector can act on each credential)
@@ -153,6 +164,73 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"{n:,} revocation items" if args.format == "revocation-set" else
             f"{n:,} nodes" if args.format in GRAPH_FORMATS else "the report")
     print(f"wrote {what} to {args.output}")
+    return EXIT_OK
+
+
+def cmd_push_sets(args: argparse.Namespace) -> int:
+    from connectors import ssf
+    from connectors.config import ConfigError
+
+    with _open(args) as case:
+        try:
+            s = ssf.push_sets(case, args.to, issuer=args.issuer, audience=args.audience, auth_secret_name=args.auth,
+                              auth_env=args.auth_env, force=args.force, verify=args.ca_bundle or True)
+        except ConfigError as e:
+            raise UserError(str(e)) from None
+    if args.json:
+        _print_json(s.as_dict())
+    else:
+        print(f"{s.receiver}: {s.total} SETs: {s.delivered} delivered, {s.already} already delivered, "
+              f"{s.rejected} rejected, {s.failed} failed, {s.not_sent} not sent")
+    for p in s.problems:
+        print(f"stanch: {p}", file=sys.stderr)
+    return EXIT_OK if s.ok else EXIT_CHECK
+
+
+def cmd_sets_key(args: argparse.Namespace) -> int:
+    import getpass
+
+    from connectors import ssf
+    from connectors.config import ConfigError
+
+    try:
+        if args.key_command == "show":
+            _print_json(ssf.public_jwks())
+        elif args.key_command == "export":
+            pw = getpass.getpass("passphrase for the exported key (not echoed): ")
+            if getpass.getpass("again: ") != pw:
+                raise UserError("the passphrases differ; nothing was written")
+            info_ = ssf.export_key(args.file, pw)
+            print(f"wrote the SET signing key {info_.get('kid', '')} to {args.file} (encrypted, 0600)")
+        else:
+            pw = getpass.getpass("passphrase of the key file (not echoed): ")
+            info_ = ssf.import_key(args.file, pw, replace=args.replace)
+            print(f"imported the SET signing key {info_.get('kid', '')} into the keyring")
+    except ConfigError as e:
+        raise UserError(str(e)) from None
+    return EXIT_OK
+
+
+def cmd_sets_auth(args: argparse.Namespace) -> int:
+    import getpass
+
+    from connectors import ssf
+    from connectors.config import ConfigError
+
+    try:
+        if args.auth_command == "add":
+            value = sys.stdin.readline().strip() if not sys.stdin.isatty() else getpass.getpass(
+                f"credential for receiver {args.name} (not echoed): ")
+            if not value:
+                raise UserError("no credential given; nothing was stored")
+            ssf.store_receiver_secret(args.name, value)
+            print(f"stored the receiver credential {args.name} in the keyring")
+        elif not ssf.delete_receiver_secret(args.name):
+            raise UserError(f"no receiver credential {args.name} in the keyring")
+        else:
+            print(f"removed the receiver credential {args.name}")
+    except ConfigError as e:
+        raise UserError(str(e)) from None
     return EXIT_OK
 
 
@@ -922,7 +1000,7 @@ def build_parser() -> argparse.ArgumentParser:
              "only)")
     sp.add_argument("case")
     sp.add_argument("--format", required=True, choices=("timesketch-jsonl", "timesketch-csv", "markdown", "html",
-                                                        "opengraph", "dot", "mermaid", "revocation-set"))
+                                                        "opengraph", "dot", "mermaid", "revocation-set", "sets"))
     sp.add_argument("-o", "--output", required=True, metavar="OUT")
     sp.add_argument("--seed", metavar="SEED", help="graph formats: the blast radius of SEED (as `stanch blast`; - "
                     "reads a raw token from stdin); default: every credential flagged by findings or in a plan")
@@ -932,6 +1010,38 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--as-of", metavar="T")
     sp.add_argument("--max-seeds", type=int, default=100, metavar="N",
                     help="graph formats without --seed: at most this many flagged seeds")
+    sp.add_argument("--issuer", metavar="ISS", help="sets: the SETs' iss (default: the signing key's thumbprint URI)")
+    sp.add_argument("--audience", action="append", metavar="AUD", help="sets: the SETs' aud; repeatable")
+    sp = add("push-sets", cmd_push_sets, "deliver the case's Security Event Tokens (one per verified revocation or "
+             "rotation) to a Shared Signals receiver by RFC 8935 push; each delivery is recorded in the audit chain")
+    sp.add_argument("case")
+    sp.add_argument("--to", required=True, metavar="URL", help="the receiver's push endpoint")
+    sp.add_argument("--issuer", metavar="ISS")
+    sp.add_argument("--audience", action="append", metavar="AUD", help="default: the --to URL; repeatable")
+    sp.add_argument("--auth", metavar="NAME", help="the receiver credential stored with `stanch sets-auth add NAME`")
+    sp.add_argument("--auth-env", metavar="VAR", help="read the receiver credential from this environment variable")
+    sp.add_argument("--force", action="store_true", help="send again SETs already delivered to this receiver")
+    sp.add_argument("--ca-bundle", metavar="FILE")
+    sp.add_argument("--json", action="store_true")
+    kp: argparse.ArgumentParser
+    sp = add("sets-key", lambda a: EXIT_USAGE, "the key that signs SETs (its private half lives in the OS keyring)")
+    key_sub = sp.add_subparsers(dest="key_command", metavar="SUBCOMMAND", parser_class=_Parser, required=True)
+    kp = key_sub.add_parser("show", help="print the public JWKS receivers verify with")
+    kp.set_defaults(fn=cmd_sets_key)
+    kp = key_sub.add_parser("export", help="write the private key, encrypted with a passphrase, to move a case to "
+                           "another machine")
+    kp.set_defaults(fn=cmd_sets_key)
+    kp.add_argument("file")
+    kp = key_sub.add_parser("import", help="read a key written by `stanch sets-key export`")
+    kp.set_defaults(fn=cmd_sets_key)
+    kp.add_argument("file")
+    kp.add_argument("--replace", action="store_true", help="replace a different key already in the keyring")
+    sp = add("sets-auth", lambda a: EXIT_USAGE, "receiver credentials for `stanch push-sets` (kept in the keyring)")
+    auth_sub = sp.add_subparsers(dest="auth_command", metavar="SUBCOMMAND", parser_class=_Parser, required=True)
+    for name in ("add", "remove"):
+        kp = auth_sub.add_parser(name, help=f"{name} a receiver credential (add prompts without echo)")
+        kp.set_defaults(fn=cmd_sets_auth)
+        kp.add_argument("name")
     sp = add("info", cmd_info, "summarise a case: counts, sources, window")
     sp.add_argument("case")
     sp.add_argument("--json", action="store_true")
