@@ -29,7 +29,7 @@ from casefile.case import Case
 from casefile.export_graph import GRAPH_FORMATS, export_graph
 from casefile.query import info
 
-FORMATS = ("timesketch-jsonl", "timesketch-csv", "markdown", "html", *GRAPH_FORMATS)
+FORMATS = ("timesketch-jsonl", "timesketch-csv", "markdown", "html", *GRAPH_FORMATS, "bundle")
 _TS_COLUMNS = ("id", "time", "vendor", "action", "outcome", "principal", "client", "src_ip", "user_agent", "country",
                "city", "asn", "method", "resource", "status", "bytes", "rows", "vendor_type", "vendor_id",
                "request_id", "session_id", "cred_keys", "subject_keys", "source_id", "line")
@@ -57,6 +57,10 @@ def export(case: Case, fmt: str, out: str | os.PathLike[str],
     were written. `graph`: seed, raw_token, depth, since, until, as_of, max_seeds for the graph formats."""
     if fmt in GRAPH_FORMATS:
         return export_graph(case, fmt, out, **graph)
+    if fmt == "bundle":
+        from casefile.bundle import export_bundle
+
+        return export_bundle(case, out)
     if fmt == "timesketch-jsonl":
         return timesketch_jsonl(case, out, progress)
     if fmt == "timesketch-csv":

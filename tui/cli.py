@@ -145,8 +145,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"wrote {n:,} SETs (and the JWKS that verifies them) to {args.output}")
         return EXIT_OK
     graph: dict[str, Any] = {}
-    if args.format in GRAPH_FORMATS:
+    if args.format in (*GRAPH_FORMATS, "bundle"):
         import connectors  # noqa: F401  (revokers: which connector can act on each credential)
+    if args.format in GRAPH_FORMATS:
 
         raw = _read_token(f"export {args.case} --seed -") if args.seed == "-" else None
         graph = {"seed": args.seed, "raw_token": raw, "depth": args.depth, "since": _when(args.since, "--since"),
@@ -160,7 +161,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as e:
             why = e.strerror if isinstance(e, OSError) else str(e)
             raise UserError(f"{args.output}: cannot write ({why}); choose another -o path") from None
-    what = (f"{n:,} events" if args.format.startswith("timesketch") else
+    what = (f"a bundle of the case and {n - 1} exports, with a manifest" if args.format == "bundle" else
+            f"{n:,} events" if args.format.startswith("timesketch") else
             f"{n:,} revocation items" if args.format == "revocation-set" else
             f"{n:,} nodes" if args.format in GRAPH_FORMATS else "the report")
     print(f"wrote {what} to {args.output}")
@@ -712,7 +714,20 @@ def cmd_formats(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from casefile.audit import verify
+    from casefile.bundle import check_bundle, is_bundle
 
+    if is_bundle(args.case):
+        chk = check_bundle(args.case, expected_head=args.head)
+        if args.json:
+            _print_json({"ok": chk.ok, "chain_head": chk.head, "source_head": chk.source_head,
+                         "entries": chk.entries, "manifest_sha256": chk.manifest_sha256, "problems": chk.problems})
+        elif chk.problems:
+            for line in chk.problems:
+                print(f"stanch: {line}", file=sys.stderr)
+        else:
+            print(f"ok: bundle intact; {chk.entries} audit entries; chain head {chk.head} (case head when bundled "
+                  f"{chk.source_head}); manifest sha256 {chk.manifest_sha256}")
+        return EXIT_CHECK if chk.problems else EXIT_OK
     with _open(args) as case:
         head, entries, problems = verify(case.conn)
     if args.json:
@@ -724,6 +739,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         print(f"ok: {entries} audit entries intact; chain head {head}")
     return EXIT_CHECK if problems else EXIT_OK
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from casefile.merge import merge
+
+    with _open(args) as case:
+        s = merge(case, args.other)
+    if args.json:
+        _print_json(s.as_dict())
+    elif not s.changed:
+        print(f"nothing to merge: {args.case} already holds everything in {args.other}")
+    else:
+        print(f"merged {args.other} into {args.case}: " + ", ".join(f"{n:,} {t}" for t, n in s.added.items() if n))
+        for c in s.status_conflicts:
+            print(f"  credential {c['credential']}: status {c['here']} here, {c['other']} in {args.other} (kept "
+                  f"{c['here']})")
+    return EXIT_OK
 
 
 def cmd_open(args: argparse.Namespace) -> int:
@@ -1000,7 +1032,8 @@ def build_parser() -> argparse.ArgumentParser:
              "only)")
     sp.add_argument("case")
     sp.add_argument("--format", required=True, choices=("timesketch-jsonl", "timesketch-csv", "markdown", "html",
-                                                        "opengraph", "dot", "mermaid", "revocation-set", "sets"))
+                                                        "opengraph", "dot", "mermaid", "revocation-set", "sets",
+                                                        "bundle"))
     sp.add_argument("-o", "--output", required=True, metavar="OUT")
     sp.add_argument("--seed", metavar="SEED", help="graph formats: the blast radius of SEED (as `stanch blast`; - "
                     "reads a raw token from stdin); default: every credential flagged by findings or in a plan")
@@ -1147,8 +1180,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--note", required=True)
     sp = add("formats", cmd_formats, "list the log formats stanch reads")
     sp.add_argument("--json", action="store_true")
-    sp = add("verify", cmd_verify, "check the audit chain; exit 3 naming the table and row that changed")
+    sp = add("verify", cmd_verify, "check a case's audit chain, or a bundle (`stanch export --format bundle`): every "
+             "file's hash and the bundled case's chain; exit 3 naming what changed")
+    sp.add_argument("case", metavar="CASE|BUNDLE")
+    sp.add_argument("--head", metavar="HEX", help="a bundle: the chain head recorded elsewhere (e.g. in the ticket)")
+    sp.add_argument("--json", action="store_true")
+    sp = add("merge", cmd_merge, "merge OTHER into CASE: events deduplicated by id, credentials re-resolved by key, "
+             "notes, marks, findings, plans and their journals united; OTHER's audit chain kept; audited; merging "
+             "again changes nothing")
     sp.add_argument("case")
+    sp.add_argument("other")
     sp.add_argument("--json", action="store_true")
     sp = add("open", cmd_open, "open a case in the console (`stanch` alone, in a terminal, offers recent cases "
              "and a new case)")
