@@ -23,6 +23,7 @@ import pytest
 
 from casefile.audit import verify
 from casefile.bundle import (
+    BUNDLE_EXPORTS,
     CASE_FILE,
     MANIFEST,
     SEAL,
@@ -273,10 +274,11 @@ def test_a_bundle_from_a_case_path_without_exports(bundle, tmp_path):
 def test_export_bundle_writes_the_case_with_the_timeline_and_the_report(bundle, tmp_path):
     with open_case(bundle.case) as case:
         n = export_bundle(case, tmp_path / "handoff.zip")
-    assert n == 3 and os.listdir(tmp_path) == ["handoff.zip"]
+    assert n == 1 + len(BUNDLE_EXPORTS) and os.listdir(tmp_path) == ["handoff.zip"]
     check = check_bundle(tmp_path / "handoff.zip")
     assert check.ok, check.problems
-    assert [f["path"] for f in check.manifest["files"]] == [CASE_FILE, "exports/report.md", "exports/timeline.jsonl"]
+    assert [f["path"] for f in check.manifest["files"]] == [
+        CASE_FILE, *sorted(f"exports/{name}" for name in BUNDLE_EXPORTS.values())]
     with zipfile.ZipFile(tmp_path / "handoff.zip") as zf:
         first = orjson.loads(zf.read("exports/timeline.jsonl").splitlines()[0])
     assert {"message", "datetime", "timestamp_desc"} <= set(first)
