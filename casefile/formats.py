@@ -76,6 +76,13 @@ def json_lines(head: list[str]) -> bool:
     return first.startswith("{") and first.endswith("}")
 
 
+def chunk_of_lines(src: SourceStream) -> bool:
+    """True for a run of lines cut from a file that its format's `splittable` judged to hold one record per line
+    (a chunk of a parallel ingest). Its first line says nothing about the file's layout: a parser that looks at
+    it (`[` → a JSON array, a broken `{` → a pretty-printed document) must read such a source line by line."""
+    return getattr(src, "chunk_of_lines", False) is True
+
+
 def always(head: list[str]) -> bool:
     """`splittable` for formats where every line stands alone (access logs)."""
     return True

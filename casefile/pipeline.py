@@ -45,6 +45,7 @@ from casefile.prepare import (
     prepare,
 )
 from casefile.records import Problem
+from casefile.redact import needs_redaction, redact
 from casefile.sources import FileSource
 
 # Lines per chunk, and so events per transaction and audit entry (STANCH_INGEST_BATCH overrides it).
@@ -78,7 +79,10 @@ class ParserFailed(Exception):
 
 
 class ChunkSource:
-    """A run of lines of a file, as a SourceStream: line numbers stay those of the file."""
+    """A run of lines of a file, as a SourceStream: line numbers stay those of the file. Parsers read it as lines
+    (`casefile.formats.chunk_of_lines`): a chunk may start with a broken line that looks like another layout."""
+
+    chunk_of_lines = True
 
     def __init__(self, name: str, first_line: int, lines: list[str]) -> None:
         self.name = name
@@ -91,6 +95,12 @@ class ChunkSource:
 
     def binary(self) -> IO[bytes]:
         return io.BytesIO("\n".join(self._lines).encode())
+
+
+def stored_reason(reason: str) -> str:
+    """A Problem's reason as the case keeps it: redacted like a raw record, since reasons quote field values
+    ("unreadable time '…'") and fields are written by whoever held the token."""
+    return reason if not needs_redaction(reason) else str(redact(reason)[0])
 
 
 class _Stager:
@@ -107,7 +117,7 @@ class _Stager:
     def add(self, item: Any) -> None:
         out = item if isinstance(item, Problem) else prepare(item, self.fmt_name, self.source_id, self.geo)
         if isinstance(out, Problem):
-            self.chunk.problems.append([out.line, out.kind, out.reason])
+            self.chunk.problems.append([out.line, out.kind, stored_reason(out.reason)])
             return
         ts = out[P_COLUMNS]
         for keys, facts in ((out[P_CRED_KEYS], out[P_CRED_FACTS]), (out[P_SUBJ_KEYS], out[P_SUBJ_FACTS])):

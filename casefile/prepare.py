@@ -11,17 +11,19 @@ as one orjson document: several times cheaper than pickling objects, and this is
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 import orjson
+import re2
 
 from casefile.audit import event_content_hash, event_row_hash
 from casefile.geoip import GeoIP
 from casefile.identity import REF_FACTS, KeyError_, expand_keys
 from casefile.patterns import objects_read, resource_pattern
 from casefile.records import ACTIONS, CredentialRef, Parsed, Problem
-from casefile.redact import needs_redaction, redact
-from casefile.secrets import Fingerprint
+from casefile.redact import needs_redaction, redact, redact_keys
+from casefile.secrets import PREFIX_ALTERNATION, Fingerprint, may_contain_secret
 from casefile.timeutil import TimeError, to_micros, to_utc_iso
 
 # Positions in a prepared event.
@@ -33,10 +35,39 @@ from casefile.timeutil import TimeError, to_micros, to_utc_iso
 # P_PATTERN, P_OBJECTS: derived from the resource (casefile.patterns), not audited content.
 
 
+# An AWS access key id is a key by design (`aws-key:AKIA…`), though the redactor knows its shape.
+_AWS_KEY_ID = re.compile(r"aws-key:(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z2-7]{16}")
+_SPACE = re.compile(r"\s")
+_SHAPE_PREFIX = re2.compile(PREFIX_ALTERNATION.encode())  # on bytes: RE2 on str pays for non-ASCII offsets
+
+
+def _key(key: str) -> str:
+    """A key as stored: whitespace percent-encoded, a credential inside redacted (see `_joined_keys`)."""
+    if _AWS_KEY_ID.fullmatch(key) is None and needs_redaction(key):
+        kind, _, rest = key.partition(":")
+        key = f"{kind}:{redact(rest)[0]}"
+    return _SPACE.sub(lambda m: f"%{ord(m.group()):02X}", key) if _SPACE.search(key) else key
+
+
+def _joined_keys(keys: list[str]) -> str:
+    """Keys joined by spaces, as stored. The id part of `jti:`, `session:`, `vault-accessor:`… keys comes from log
+    fields written by whoever held the token: whitespace in a key is percent-encoded (else the key would split
+    into several, which could name another credential's key) and a credential inside is redacted."""
+    joined = " ".join(keys)
+    if len(joined.split()) == len(keys) and not needs_redaction(joined):
+        return joined
+    return " ".join(_key(k) for k in keys)
+
+
 def _ref(ref: CredentialRef | None) -> tuple[str | None, list[Any] | None]:
     if ref is None or not ref.keys:
         return None, None
-    return " ".join(expand_keys(ref.keys)), [getattr(ref, f) for f in REF_FACTS]
+    return _joined_keys(expand_keys(ref.keys)), [getattr(ref, f) for f in REF_FACTS]
+
+
+def _field_name(name: str) -> str:
+    """The name of the field a credential was found in, as stored: a field name is written by the log's writer too."""
+    return name if not needs_redaction(name) else str(redact(name)[0])
 
 
 def _ref_from_fingerprint(fp: Fingerprint) -> CredentialRef:
@@ -50,16 +81,19 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
 def _int(value: Any) -> int | None:
     """An integer column: ints as they are, numeric strings converted, anything else dropped."""
-    if value is None or value.__class__ is int:
-        return value
     if isinstance(value, bool):
         return None
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        number = value if value is None or value.__class__ is int else int(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    # SQLite stores 64-bit integers; a larger count or status is not a reading worth keeping.
+    return number if number is None or _INT64_MIN <= number <= _INT64_MAX else None
 
 
 def _scrub(value: str | None, raw_text: str, raw_found: list[Any]) -> str | None:
@@ -89,11 +123,20 @@ def prepare(parsed: Parsed, format_name: str, source_id: int | None = None,
             red, found = redact(raw_text)
             raw_text = str(red)
     else:
-        raw_bytes = orjson.dumps(ev.raw)
+        try:
+            raw_bytes = orjson.dumps(ev.raw)
+        except TypeError as e:  # orjson.JSONEncodeError: nested past 255 levels (orjson reads 1024), a huge int
+            return Problem(parsed.line, "malformed", f"record cannot be stored as JSON ({e})")
         raw_text = raw_bytes.decode()
         if needs_redaction(raw_bytes):
             red, found = redact(ev.raw)
-            raw_text = orjson.dumps(red).decode()
+            red_bytes = orjson.dumps(red)
+            raw_text = red_bytes.decode()
+            # Values are clean now: a credential shape still there is in a key (a field name the writer chose).
+            if _SHAPE_PREFIX.search(red_bytes) is not None and may_contain_secret(raw_text):
+                red, in_keys = redact_keys(red)
+                found.extend(in_keys)
+                raw_text = orjson.dumps(red).decode()
     credential = ev.credential
     if (credential is None or not credential.keys) and found:
         auth = next((f for f in found if f.where == "auth"), None)
@@ -103,21 +146,29 @@ def prepare(parsed: Parsed, format_name: str, source_id: int | None = None,
         subj_keys, subj_facts = _ref(ev.subject)
     except KeyError_ as e:
         return Problem(parsed.line, "malformed", f"parser {format_name} gave a bad key: {e}")
-    vendor_id = _text(ev.vendor_id) or None
     if geo is not None and ev.src_ip and (ev.country is None or ev.city is None or ev.asn is None):
         country, city, asn = geo.lookup(str(ev.src_ip))
         ev.country = ev.country or country  # the vendor's own fields win
         ev.city = ev.city or city
         ev.asn = ev.asn or asn
     # What is hashed is exactly what is stored (and what `verify` reads back), so types are fixed here.
-    method = _text(ev.method)
-    resource = _scrub(_text(ev.resource), raw_text, found)
+    texts = [_text(v) for v in (ev.principal, ev.client, ev.src_ip, ev.user_agent, ev.country, ev.city, ev.asn,
+                                ev.method, ev.resource, ev.vendor_type, ev.vendor_id, ev.request_id, ev.session_id)]
+    # Every text column (and credential fact) gets the raw record's redaction: a log field is written by whoever
+    # held the token, so a credential may sit in a user name, a user agent or an id as well as in the raw record.
+    # One scan of them all, joined, decides whether any needs a look.
+    facts = [v for f in (cred_facts, subj_facts) if f is not None for v in f if isinstance(v, str)]
+    if needs_redaction("\x00".join([*(t for t in texts if t), *facts])):
+        texts = [_scrub(t, raw_text, found) for t in texts]
+        cred_facts, subj_facts = (None if f is None else [_scrub(v, raw_text, found) if isinstance(v, str) else v
+                                                          for v in f] for f in (cred_facts, subj_facts))
+    principal, client, src_ip, user_agent, country, city, asn, method, resource, vendor_type, vendor_id, \
+        request_id, session_id = texts
+    vendor_id = vendor_id or None
     columns = [ts, iso, ev.vendor, action, _text(ev.outcome) or "unknown", cred_keys, subj_keys,
-               _text(ev.principal), _text(ev.client), _text(ev.src_ip), _text(ev.user_agent), _text(ev.country),
-               _text(ev.city), _text(ev.asn), method, resource,
+               principal, client, src_ip, user_agent, country, city, asn, method, resource,
                _int(ev.status),
-               _int(ev.bytes), _int(ev.rows), _text(ev.vendor_type), vendor_id, _text(ev.request_id),
-               _text(ev.session_id), raw_text]
+               _int(ev.bytes), _int(ev.rows), vendor_type, vendor_id, request_id, session_id, raw_text]
     chash = event_content_hash([*columns, parsed.line])
     if vendor_id:
         event_id: str | None = f"{ev.vendor}:{vendor_id}"
@@ -127,7 +178,8 @@ def prepare(parsed: Parsed, format_name: str, source_id: int | None = None,
         text = parsed.id_text if parsed.id_text is not None else raw_text
         event_id = row_hash = None
         digest = hashlib.sha256(f"{format_name}\n{text.strip()}".encode()).hexdigest()[:32]
-    exposed = [[keys, [getattr(ref, f) for f in REF_FACTS], f.field, f.fingerprint.shape, f.fingerprint.preview]
+    exposed = [[keys, [getattr(ref, f) for f in REF_FACTS], _field_name(f.field), f.fingerprint.shape,
+                f.fingerprint.preview]
                for f in found if f.where == "data" and f.fingerprint.shape
                for ref in (_ref_from_fingerprint(f.fingerprint),)
                for keys in (" ".join(expand_keys(ref.keys)),) if keys not in (cred_keys, subj_keys)]

@@ -47,7 +47,7 @@ _ALREADY = ("[redacted", "hmac-sha256:")
 _EXACT_NAMES = (r"password|passwd|api_key|apikey|x-api-key|code|assertion|client_assertion|authorization"
                 r"|proxy-authorization|cookie|set-cookie|private_key|session_id|sessionid|access_key_secret"
                 r"|secretaccesskey|secret_access_key|x-vault-token")
-_SUFFIX_NAMES = r"token|secret|password"
+_SUFFIX_NAMES = r"token|secret|password|secret[_-]?(?:access[_-]?)?key|private[_-]?key|api[_-]?key"
 _FAST = re2.compile(
     # a JSON key: exact secret names, or any name ending in a secret suffix (mirrors is_secret_field)
     r'(?i:"(?:' + _EXACT_NAMES + r')"\s*:|(?:' + _SUFFIX_NAMES + r')"\s*:)'
@@ -55,6 +55,8 @@ _FAST = re2.compile(
     + r"|(?i:(?:^|[?&;\s\"\x00])(?:" + _EXACT_NAMES + r")=|(?:" + _SUFFIX_NAMES + r")=)"
     + r"|(?i:bearer|dpop|basic|ssws|authorization\W{1,4}token)\s+[A-Za-z0-9._~+/=!:-]{8,}"
     + r"|" + PREFIX_ALTERNATION + r"|\\u"
+    # the prefixes whose shapes hold characters a URL encodes (`/`, `:`, `!`), percent-encoded in a query value
+    + r"|hooks\.slack\.com%2[Ff]|00D[A-Za-z0-9]{12,15}%21|force%3[Aa]|1%2[Ff]%2[Ff][0-9A-Za-z_-]{30}"
 )
 
 
@@ -124,7 +126,15 @@ class Redactor:
 
     def _query(self, m: re.Match[str], field: str) -> str:
         name, val = m.group("name"), m.group("value")
-        if not _secret_field(name) or _trivial(val):
+        if _trivial(val):
+            return m.group(0)
+        if not _secret_field(name):
+            # An ordinary parameter can still carry a credential, percent-encoded (`?next=https%3A%2F%2Fhooks…`):
+            # look at it decoded.
+            if "%" in val:
+                decoded = unquote_plus(val)
+                if may_contain_secret(decoded):
+                    return f"{name}={self.text(decoded, name)}"
             return m.group(0)
         where = "auth" if name.lower() in AUTH_FIELDS else "data"
         return f"{name}={self._mark(unquote_plus(val), where, name)}"
@@ -203,4 +213,28 @@ def redact(record: Any) -> tuple[Any, list[Found]]:
         for i in sorted(hit):
             container, key, value, field = slots[i]
             container[key] = r.text(value, field)
+    return record, r.found
+
+
+def redact_keys(record: Any) -> tuple[Any, list[Found]]:
+    """Redact credentials used as object keys (a CSV header cell, an attacker-chosen field name), which `redact`
+    leaves alone. Call it when a record that `redact` went through still holds a credential shape
+    (`may_contain_secret` on its JSON): only keys can. Objects are rebuilt so that their keys keep their order."""
+    r = Redactor()
+
+    def walk(obj: Any, name: str) -> None:
+        if isinstance(obj, dict):
+            if any(isinstance(k, str) and may_contain_secret(k) for k in obj):
+                renamed = [(r.text(k, name) if isinstance(k, str) else k, v) for k, v in obj.items()]
+                obj.clear()
+                obj.update(renamed)
+            for k, v in obj.items():
+                if isinstance(v, dict | list):
+                    walk(v, str(k))
+        elif isinstance(obj, list):
+            for v in obj:
+                if isinstance(v, dict | list):
+                    walk(v, name)
+
+    walk(record, "")
     return record, r.found

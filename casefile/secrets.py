@@ -60,8 +60,12 @@ SHAPES: tuple[Shape, ...] = (
     _shape("salesforce-access-token", "access", "00D", r"\b00D[A-Za-z0-9]{12,15}![A-Za-z0-9._]{20,}"),
     _shape("salesforce-sfdx-auth-url", "refresh", "force://", r"force://[A-Za-z0-9._-]+:[A-Za-z0-9._-]*:[A-Za-z0-9._-]+={0,2}@[A-Za-z0-9._-]+"),
     _shape("jwt", "jwt", "eyJ", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
+    # The whole key, not only its first line: up to the END line (PEM headers and body, real or `\n`-escaped
+    # newlines); without an END line, the base64 body that follows the BEGIN line.
     _shape("private-key", "private-key", "-----BEGIN",
-           r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |PGP |ENCRYPTED )?PRIVATE KEY-----"),
+           r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |PGP |ENCRYPTED )?PRIVATE KEY-----"
+           r"(?:(?:[A-Za-z0-9+/=:,.\s-]|\\[nr])*?-----END (?:RSA |EC |DSA |OPENSSH |PGP |ENCRYPTED )?PRIVATE KEY-----"
+           r"|(?:[A-Za-z0-9+/=\r\n]|\\[nr])*)"),
 )
 
 # One alternation so a string is scanned once, not once per shape.
@@ -72,6 +76,10 @@ _SECRET_FIELD_EXACT = frozenset(
     {"password", "passwd", "api_key", "apikey", "x-api-key", "code", "assertion", "client_assertion",
      "authorization", "proxy-authorization", "cookie", "set-cookie", "private_key", "session_id", "sessionid",
      "access_key_secret", "secretaccesskey", "secret_access_key", "sessiontoken", "x-vault-token"})
+# `*token`, `*secret`, `*password`; and, underscores aside, the names keys go by in config files and the
+# environment: `aws_secret_access_key`, `AWS_SECRET_KEY`, `stripe_api_key`, `gcpPrivateKey`.
+_SECRET_SUFFIXES = ("token", "secret", "password")
+_SECRET_KEY_SUFFIXES = ("secretaccesskey", "secretkey", "privatekey", "apikey")
 # Identifiers that look secret-named but are not the secret itself.
 SECRET_FIELD_ALLOW = frozenset(
     {"token_id", "tokenid", "hashed_token", "token_fp", "token_tail", "token_type", "token_ttl",
@@ -90,7 +98,7 @@ def is_secret_field(name: str) -> bool:
     if n in _SECRET_FIELD_EXACT:
         return True
     n = n.replace("-", "_")
-    return n.endswith("token") or n.endswith("secret") or n.endswith("password") or n.endswith("_key_secret")
+    return n.endswith(_SECRET_SUFFIXES) or n.replace("_", "").endswith(_SECRET_KEY_SUFFIXES)
 
 
 def normalise(raw: str) -> str:

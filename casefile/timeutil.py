@@ -57,6 +57,8 @@ def to_utc_iso(value: str | int | float) -> str:
         return _from_epoch(str(int(value)) if value.is_integer() else f"{value:.6f}".rstrip("0"))
     if isinstance(value, int):
         return _from_epoch(str(value))
+    if not isinstance(value, str):  # a JSON list or object where a log should have a time
+        raise TimeError(f"not a time: {type(value).__name__}")
     text = value.strip().strip("[]")
     m = _ISO.match(text)
     if m:
@@ -69,14 +71,17 @@ def to_utc_iso(value: str | int | float) -> str:
             return _build(int(y), int(mo), int(d), int(h), int(mi), int(s), frac, tz)
         except ValueError as e:
             raise TimeError(f"not a time: {value!r}") from e
-    m = _CLF.match(text)
-    if m and m.group(2) in _MONTHS:
-        d, mon, y, h, mi, s, frac, tz = m.groups()
-        return _build(int(y), _MONTHS[mon], int(d), int(h), int(mi), int(s), frac, tz)
-    m = _SFDC.match(text)
-    if m:
-        y, mo, d, h, mi, s, frac = m.groups()
-        return _build(int(y), int(mo), int(d), int(h), int(mi), int(s), frac, None)
+    try:  # a day, hour or offset out of range is not a time either (ValueError, OverflowError from datetime)
+        m = _CLF.match(text)
+        if m and m.group(2) in _MONTHS:
+            d, mon, y, h, mi, s, frac, tz = m.groups()
+            return _build(int(y), _MONTHS[mon], int(d), int(h), int(mi), int(s), frac, tz)
+        m = _SFDC.match(text)
+        if m:
+            y, mo, d, h, mi, s, frac = m.groups()
+            return _build(int(y), int(mo), int(d), int(h), int(mi), int(s), frac, None)
+    except (ValueError, OverflowError) as e:
+        raise TimeError(f"not a time: {value!r}") from e
     if re.fullmatch(r"\d{9,19}(\.\d+)?", text):
         return _from_epoch(text)
     raise TimeError(f"not a time: {value!r}")

@@ -280,6 +280,22 @@ def stream_error_reason(e: BaseException) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
+# parsers re-encode records for their stable ids with orjson, which writes 255 levels of nesting but reads 1024
+# (and ijson reads any number): a record nested deeper is reported, not raised.
+_TOO_DEEP = "record nested too deeply to re-encode ({error})"
+
+
+def _results(parse: Callable[[Any, int], ParseResult], obj: Any, n: int) -> Iterator[Parsed | Problem]:
+    try:
+        result = parse(obj, n)
+        if isinstance(result, _ONE_RESULT):
+            yield result
+        else:
+            yield from result
+    except orjson.JSONEncodeError as e:
+        yield Problem(n, "malformed", _TOO_DEEP.format(error=e))
+
+
 def stream_json_items(
     items: Iterable[Any],
     parse_item: Callable[[Any, int], ParseResult],
@@ -302,11 +318,7 @@ def stream_json_items(
             if non_object is not None and not isinstance(item, dict):
                 yield Problem(index, "malformed", f"{non_object} {index} is not a JSON object")
                 continue
-            result = parse_item(item, index)
-            if isinstance(result, _ONE_RESULT):
-                yield result
-            else:
-                yield from result
+            yield from _results(parse_item, item, index)
     except JSON_STREAM_ERRORS as e:
         yield Problem(index + 1, "malformed", broken.format(index=index, reason=stream_error_reason(e)[:200]))
 
@@ -335,8 +347,4 @@ def parse_json_lines(
         if non_object is not None and not isinstance(obj, dict):
             yield Problem(n, "malformed", non_object.format(type=type(obj).__name__))
             continue
-        result = parse_value(obj, n)
-        if isinstance(result, _ONE_RESULT):
-            yield result
-        else:
-            yield from result
+        yield from _results(parse_value, obj, n)

@@ -55,7 +55,7 @@ import orjson
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as defused_fromstring
 
-from casefile.formats import Format, SourceStream, register
+from casefile.formats import Format, SourceStream, chunk_of_lines, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.secrets import fingerprint, sha256_hex
 from casefile.timeutil import TimeError, to_utc_iso
@@ -466,6 +466,9 @@ def _parse_lines(src: SourceStream) -> Iterator[Parsed | Problem]:
 
 def parse_cloudtrail(src: SourceStream) -> Iterator[Parsed | Problem]:
     """CloudTrail records from `{"Records": […]}` files (records numbered 1, 2, … as "line") or JSON lines."""
+    if chunk_of_lines(src):
+        yield from _parse_lines(src)
+        return
     fh = src.binary()
     try:
         head, wrapper = _is_wrapper(fh)

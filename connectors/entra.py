@@ -46,7 +46,7 @@ from typing import IO, Any
 import ijson
 import orjson
 
-from casefile.formats import Format, SourceStream, json_lines, register
+from casefile.formats import Format, SourceStream, chunk_of_lines, json_lines, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.timeutil import TimeError, to_utc_iso
 from connectors._common import PrefixedStream, as_dict, parse_json_lines, stream_json_items, text_reader
@@ -651,9 +651,9 @@ def _text(stream: PrefixedStream) -> IO[str]:
     return io.TextIOWrapper(io.BufferedReader(stream), encoding="utf-8", errors="replace", newline="")
 
 
-def _parse_lines(stream: PrefixedStream) -> Iterator[Parsed | Problem]:
-    lines = ((n, raw_line.rstrip("\r\n")) for n, raw_line in enumerate(_text(stream), 1))
-    yield from parse_json_lines(lines, _records)
+def _parse_lines(src: SourceStream) -> Iterator[Parsed | Problem]:
+    # The source's own numbered lines: a chunk of a file (parallel ingest) keeps the file's line numbers.
+    yield from parse_json_lines(((n, text.lstrip("\ufeff")) for n, text in src.lines()), _records)
 
 
 _CONTAINER = re.compile(rb'"(value|records)"\s*:\s*\[')
@@ -670,6 +670,9 @@ def _parse_document(stream: PrefixedStream, prefix: str) -> Iterator[Parsed | Pr
 
 def parse(src: SourceStream) -> Iterator[Parsed | Problem]:
     """Entra sign-in, audit and unified-audit records from JSON lines, a JSON array/page, or the portal CSV."""
+    if chunk_of_lines(src):
+        yield from _parse_lines(src)
+        return
     fh = src.binary()
     try:
         head, first = _first_line(fh)
@@ -685,7 +688,7 @@ def parse(src: SourceStream) -> Iterator[Parsed | Problem]:
                 m = _CONTAINER.search(head[:1 << 20])
                 yield from _parse_document(stream, f"{m.group(1).decode()}.item" if m else "")
             else:
-                yield from _parse_lines(stream)
+                yield from _parse_lines(src)
         else:
             yield from _parse_csv(_text(stream))
     finally:

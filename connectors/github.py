@@ -42,7 +42,7 @@ import httpx
 import ijson
 import orjson
 
-from casefile.formats import Format, SourceStream, json_lines, register
+from casefile.formats import Format, SourceStream, chunk_of_lines, json_lines, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.secrets import fingerprint, github_hashed_token_key
 from casefile.timeutil import TimeError, to_utc_iso
@@ -291,7 +291,7 @@ def parse(src: SourceStream) -> Iterator[Parsed | Problem]:
     """GitHub audit entries from JSON lines, a JSON array or pretty-printed objects (the last two numbered by item)."""
     lines = iter(src.lines())
     blanks, first = first_nonblank_line(lines)
-    head = first[1].lstrip("\ufeff").strip() if first else ""
+    head = first[1].lstrip("\ufeff").strip() if first and not chunk_of_lines(src) else ""
     if head.startswith("["):
         stream = io.BufferedReader(LineStream([head], lines))
         yield from _stream(ijson.items(stream, "item", use_float=True), "array item")

@@ -38,7 +38,7 @@ from typing import Any
 import ijson
 import orjson
 
-from casefile.formats import Format, SourceStream, json_lines, register
+from casefile.formats import Format, SourceStream, chunk_of_lines, json_lines, register
 from casefile.records import Event, Parsed, Problem
 from casefile.timeutil import TimeError, to_utc_iso
 from connectors._common import (
@@ -318,7 +318,10 @@ def _stream(values: Iterator[tuple[str, Any]], what: str) -> Iterator[Parsed | P
                 yield Problem(index + 1, "skipped", "activities list page with no items")
                 continue
             index += 1
-            yield from _record(value, index, f"{what} {index}")
+            try:
+                yield from _record(value, index, f"{what} {index}")
+            except orjson.JSONEncodeError as e:  # ijson reads any depth; orjson writes 255 levels (the id base)
+                yield Problem(index, "malformed", f"record nested too deeply to re-encode ({e})")
     except JSON_STREAM_ERRORS as e:
         reason = stream_error_reason(e)
         yield Problem(index + 1, "malformed", f"JSON truncated or broken after activity {index}: {reason[:200]}")
@@ -333,7 +336,7 @@ def parse(src: SourceStream) -> Iterator[Parsed | Problem]:
     """Reports API activities → one event per activity event (arrays and pretty-printed pages numbered by activity)."""
     lines = iter(src.lines())
     blanks, first = first_nonblank_line(lines)
-    head = first[1].lstrip("\ufeff").strip() if first else ""
+    head = first[1].lstrip("\ufeff").strip() if first and not chunk_of_lines(src) else ""
     if head.startswith("["):
         yield from _stream(_array(io.BufferedReader(LineStream([head], lines))), "array item")
     elif head == "{":

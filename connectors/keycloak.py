@@ -53,7 +53,7 @@ import httpx
 import ijson
 import orjson
 
-from casefile.formats import Format, SourceStream, register
+from casefile.formats import Format, SourceStream, chunk_of_lines, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.timeutil import TimeError, to_utc_iso
 from connectors._common import as_dict, stream_json_items, text_reader
@@ -440,7 +440,7 @@ def _first_byte(src: SourceStream) -> bytes:
 
 def parse(src: SourceStream) -> Iterator[Parsed | Problem]:
     """Keycloak events from JSON lines, a REST JSON array, server-log text or JSON log records."""
-    if _first_byte(src) == b"[":
+    if not chunk_of_lines(src) and _first_byte(src) == b"[":
         yield from _parse_array(src)
         return
     for lineno, text in src.lines():

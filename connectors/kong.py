@@ -44,7 +44,7 @@ from urllib.parse import quote, unquote_plus
 import ijson
 import orjson
 
-from casefile.formats import Format, SourceStream, json_lines, register
+from casefile.formats import Format, SourceStream, chunk_of_lines, json_lines, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.secrets import fingerprint, is_secret_field, normalise
 from casefile.timeutil import TimeError, to_utc_iso
@@ -308,6 +308,9 @@ def _records(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, Any] | Pro
 
 def parse(src: SourceStream) -> Iterator[Parsed | Problem]:
     """Kong log entries from JSON lines, a batch array (items numbered 1, 2, … as "line") or pretty objects."""
+    if chunk_of_lines(src):
+        yield from _records_events(src)
+        return
     fh = src.binary()
     try:
         head, first = first_nonblank_byte(fh)
@@ -320,8 +323,11 @@ def parse(src: SourceStream) -> Iterator[Parsed | Problem]:
             return
     finally:
         fh.close()
-    if not first:
-        return
+    if first:
+        yield from _records_events(src)
+
+
+def _records_events(src: SourceStream) -> Iterator[Parsed | Problem]:
     for item in _records(src.lines()):
         if isinstance(item, Problem):
             yield item

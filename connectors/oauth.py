@@ -150,7 +150,7 @@ async def introspect(client: ConnectorClient, raw_token: str, hint: str | None =
     """RFC 7662 introspection of `raw_token` (authenticated as the connector's client).
 
     Returns the server's answer (`active`, `client_id`, `scope`, `exp`, `cnf`…) plus `binding`: `dpop`
-    (`cnf.jkt`), `mtls` (`cnf.x5t#S256`) or `none`. Any value equal to the token is dropped. Raises
+    (`cnf.jkt`), `mtls` (`cnf.x5t#S256`) or `none`. Any value holding the token is dropped. Raises
     `UnsupportedTokenTypeError`, another `ConnectorError`, or `UnexpectedResponseError` for a non-object body.
     """
     url = await _endpoint(client, "introspection_endpoint")
@@ -163,7 +163,10 @@ async def introspect(client: ConnectorClient, raw_token: str, hint: str | None =
         raise UnexpectedResponseError(
             f"{status} from {client.name}: introspection did not answer a JSON object; check the server",
             connector=client.name, status=status, method="POST", path=str(url))
-    answer = {k: v for k, v in body.items() if v != raw_token}
+    # A server may echo the token, in its own field or inside a sentence ("token … is not active"): drop any
+    # value that holds it, so no snapshot or evidence keeps it.
+    answer = {k: v for k, v in body.items()
+              if raw_token not in (v if isinstance(v, str) else orjson.dumps(v).decode())}
     answer["binding"] = binding_from_claims(answer)
     return answer
 

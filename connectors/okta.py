@@ -35,7 +35,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import ijson
 import orjson
 
-from casefile.formats import Format, SourceStream, json_lines, register
+from casefile.formats import Format, SourceStream, chunk_of_lines, json_lines, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.secrets import classify, find_secrets, fingerprint, is_secret_field, redaction_marker
 from casefile.timeutil import TimeError, to_utc_iso
@@ -422,6 +422,9 @@ def _parse_lines(lines: Iterator[tuple[int, str]]) -> Iterator[Parsed | Problem]
 
 def parse(src: SourceStream) -> Iterator[Parsed | Problem]:
     """Okta System Log LogEvents from JSON lines or a JSON array (array items are numbered 1, 2, … as "line")."""
+    if chunk_of_lines(src):
+        yield from _parse_lines(src.lines())
+        return
     fh = src.binary()
     try:
         head, first = first_nonblank_byte(fh)

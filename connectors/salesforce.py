@@ -48,14 +48,14 @@ import io
 import ipaddress
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from typing import IO, Any
 
 import ijson
 import orjson
 
-from casefile.formats import Format, SourceStream, json_lines, register
+from casefile.formats import Format, SourceStream, chunk_of_lines, json_lines, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.secrets import find_secrets, fingerprint, may_contain_secret, redaction_marker
 from casefile.timeutil import TimeError, to_utc_iso
@@ -595,10 +595,10 @@ def _json_item(obj: Any, line: int) -> Iterator[Parsed | Problem]:
             yield Problem(line, "malformed", "query response record is not a JSON object")
 
 
-def _parse_lines(stream: PrefixedStream) -> Iterator[Parsed | Problem]:
-    text = io.TextIOWrapper(io.BufferedReader(stream), encoding="utf-8", errors="replace", newline=None)
-    for n, raw_line in enumerate(text, 1):
-        line = raw_line.strip()
+def _parse_lines(lines: Iterable[tuple[int, str]]) -> Iterator[Parsed | Problem]:
+    # The source's own numbered lines: a chunk of a file (parallel ingest) keeps the file's line numbers.
+    for n, raw_line in lines:
+        line = raw_line.strip().lstrip("\ufeff")
         if not line:
             yield Problem(n, "skipped", "blank line")
             continue
@@ -607,7 +607,10 @@ def _parse_lines(stream: PrefixedStream) -> Iterator[Parsed | Problem]:
         except orjson.JSONDecodeError as e:
             yield Problem(n, "malformed", f"not JSON: {e}"[:200])
             continue
-        yield from _json_item(obj, n)
+        try:
+            yield from _json_item(obj, n)
+        except orjson.JSONEncodeError as e:  # orjson reads 1024 levels of nesting and writes 255 (the id text)
+            yield Problem(n, "malformed", f"record nested too deeply to re-encode ({e})")
 
 
 def _parse_document(stream: PrefixedStream, prefix: str) -> Iterator[Parsed | Problem]:
@@ -616,7 +619,10 @@ def _parse_document(stream: PrefixedStream, prefix: str) -> Iterator[Parsed | Pr
         for item in ijson.items(io.BufferedReader(stream), prefix, use_float=True):
             index += 1
             if isinstance(item, dict):
-                yield _record(item, index)
+                try:
+                    yield _record(item, index)
+                except orjson.JSONEncodeError as e:  # ijson reads any depth; orjson writes 255 levels (the id text)
+                    yield Problem(index, "malformed", f"record nested too deeply to re-encode ({e})")
             else:
                 yield Problem(index, "malformed", f"record {index} is not a JSON object")
     except JSON_STREAM_ERRORS as e:
@@ -632,6 +638,9 @@ _RESULT_RECORDS = re.compile(rb'"result"\s*:\s*\{')
 
 def parse_json(src: SourceStream) -> Iterator[Parsed | Problem]:
     """Salesforce JSON records from JSON lines, a JSON array, or a SOQL/REST query response."""
+    if chunk_of_lines(src):
+        yield from _parse_lines(src.lines())
+        return
     fh = src.binary()
     try:
         head = _head(fh)
@@ -649,7 +658,7 @@ def parse_json(src: SourceStream) -> Iterator[Parsed | Problem]:
         except orjson.JSONDecodeError:
             complete = False
         if complete or body[:1] != b"{":
-            yield from _parse_lines(stream)
+            yield from _parse_lines(src.lines())
         elif _RESULT_RECORDS.search(head):
             yield from _parse_document(stream, "result.records.item")
         else:

@@ -119,9 +119,13 @@ def _time_text(value: str) -> str | None:
 
 
 @lru_cache(maxsize=4096)
-def _plus_seconds(iso: str, seconds: int) -> str:
+def _plus_seconds(iso: str, seconds: int) -> str | None:
+    """`iso` plus `seconds`, or None past year 9999 (a TTL is a log field: it can say anything)."""
     base, _, frac = iso.rstrip("Z").partition(".")
-    dt = datetime.strptime(base, "%Y-%m-%dT%H:%M:%S") + timedelta(seconds=seconds)  # noqa: DTZ007 - UTC text
+    try:
+        dt = datetime.strptime(base, "%Y-%m-%dT%H:%M:%S") + timedelta(seconds=seconds)  # noqa: DTZ007 - UTC text
+    except (OverflowError, ValueError):
+        return None
     out = dt.strftime("%Y-%m-%dT%H:%M:%S")
     return f"{out}.{frac}Z" if frac else f"{out}Z"
 
@@ -147,7 +151,7 @@ def credential_from_auth(
     expires_at = None
     if issued_at and isinstance(ttl, int) and not isinstance(ttl, bool) and ttl > 0:
         expires_at = _plus_seconds(issued_at, ttl)
-        if expires_at[:19] < at[:19]:  # both are `YYYY-MM-DDTHH:MM:SS…Z` UTC text
+        if expires_at is not None and expires_at[:19] < at[:19]:  # both are `YYYY-MM-DDTHH:MM:SS…Z` UTC text
             expires_at = None
     return CredentialRef(
         keys=keys,

@@ -26,6 +26,15 @@ class UserError(Exception):
     """One line for stderr, exit 1."""
 
 
+def _scrub(text: object) -> str:
+    """`text` with any credential in it replaced by its fingerprint marker (`[redacted sha256:…]`). Error messages
+    quote what was typed, and a token pasted where a key, a format or a seed belonged must not land in the
+    terminal's scrollback or a CI log."""
+    from casefile.redact import Redactor
+
+    return Redactor().text(str(text))
+
+
 def _print_json(doc: Any) -> None:
     sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode() + "\n")
 
@@ -103,7 +112,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             if s.malformed > len(bad):
                 print(f"  … {s.malformed - len(bad)} more malformed lines (stanch info --json {args.case})")
     for s in failed:
-        print(f"stanch: {s.error}", file=sys.stderr)
+        print(f"stanch: {_scrub(s.error)}", file=sys.stderr)
     return EXIT_USER if failed else EXIT_OK
 
 
@@ -983,7 +992,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"stanch: {message}\n")
+        self.exit(EXIT_USAGE, f"stanch: {_scrub(message)}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1254,10 +1263,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = int(args.fn(args))
     except (UserError, CaseError) as e:
-        print(f"stanch: {e}", file=sys.stderr)
+        print(f"stanch: {_scrub(e)}", file=sys.stderr)
         code = EXIT_USER
     except sqlite3.Error as e:
-        print(f"stanch: {getattr(args, 'case', '')}: SQLite says {e}; is another stanch writing to it?",
+        print(f"stanch: {getattr(args, 'case', '')}: SQLite says {_scrub(e)}; is another stanch writing to it?",
               file=sys.stderr)
         code = EXIT_USER
     except KeyboardInterrupt:

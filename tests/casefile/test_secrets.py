@@ -51,10 +51,12 @@ def test_detectors_match_on_prefix_and_tolerate_length():
 
 def test_secret_field_names_and_the_identifier_allow_list():
     for name in ("access_token", "refresh_token", "id_token", "client_secret", "password", "api_key", "code",
-                 "assertion", "Authorization", "x-api-key", "sessionToken"):
+                 "assertion", "Authorization", "x-api-key", "sessionToken",
+                 # key names from config files and the environment (tests/hardening/test_canary.py found the first)
+                 "aws_secret_access_key", "AWS_SECRET_KEY", "aws-secret-access-key", "stripeApiKey", "gcp_private_key"):
         assert secrets.is_secret_field(name), name
     for name in ("token_id", "hashed_token", "token_fp", "token_type", "status_code", "requestApiTokenId",
-                 "user", "uri"):
+                 "user", "uri", "private_key_id", "api_key_name", "public_key"):
         assert not secrets.is_secret_field(name), name
 
 
