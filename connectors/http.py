@@ -247,7 +247,9 @@ class ConnectorClient:
         self._on_journal = on_journal
         self._semaphore = asyncio.Semaphore(concurrency)
         self._interval = 1.0 / rate_limit_per_s if rate_limit_per_s else None
-        self._next_slot = 0.0
+        # The limit is the connector's, not this client's: a playbook opens a client per item, and every client of
+        # one connector (same name, limit and clock) in this process takes its request slots from one schedule.
+        self._pace = _pace_for(name, self._interval, clock)
         self._resume_at = 0.0  # epoch seconds: a vendor said "nothing remains until then"
         self._known_secrets: dict[str, None] = {}  # an ordered set: oldest first
         self._rng = random.Random()  # noqa: S311  (backoff jitter, not cryptography)
@@ -522,8 +524,8 @@ class ConnectorClient:
         if self._interval is None:
             return
         now = self._clock()
-        slot = max(now, self._next_slot)  # no await between read and write: the event loop makes this atomic
-        self._next_slot = slot + self._interval
+        slot = max(now, self._pace[0])  # no await between read and write: the event loop makes this atomic
+        self._pace[0] = slot + self._interval
         if slot > now:
             await self._sleep(slot - now)
 
@@ -745,9 +747,15 @@ class ConnectorClient:
         verify = _in_chain(exc, ssl.SSLCertVerificationError)
         if verify is not None:
             reason = _one_line(str(getattr(verify, "verify_message", "") or _reason(verify)))
-            if getattr(verify, "verify_code", None) == 62 or "hostname" in reason.lower():
+            code = getattr(verify, "verify_code", None)
+            # 62 hostname mismatch, 64 IP address mismatch (a URL like https://10.0.0.5:8200)
+            if code in (62, 64) or "hostname" in reason.lower() or "mismatch" in reason.lower():
                 return TLSVerificationError(f"TLS verification failed for {self.name} ({reason}): the certificate "
                                             f"is not for {request.url.host}; check the URL", **info)
+            if code in (9, 10):  # not yet valid, expired: a CA bundle will not help
+                return TLSVerificationError(f"TLS verification failed for {self.name} ({reason}): the server's "
+                                            "certificate is outside its validity period; renew it on the server, or "
+                                            "check this machine's clock", **info)
             return TLSVerificationError(f"TLS verification failed for {self.name} ({reason}): pass --ca-bundle "
                                         "FILE if the server uses a private CA", **info)
         tls = _in_chain(exc, ssl.SSLError)
@@ -777,12 +785,35 @@ class ConnectorClient:
 # ----------------------------------------------------------------------------------------------- helpers
 
 
+# (connector name, interval, clock) -> [next request slot]: shared by every client of one connector (see __init__).
+_PACES: dict[tuple[str, float | None, Callable[[], float]], list[float]] = {}
+
+
+def _pace_for(name: str, interval: float | None, clock: Callable[[], float]) -> list[float]:
+    key = (name, interval, clock)
+    pace = _PACES.get(key)
+    if pace is None:
+        if len(_PACES) > 1024:  # clients with injected clocks (tests) each add one; keep the table small
+            _PACES.clear()
+        pace = _PACES[key] = [0.0]
+    return pace
+
+
 def _one_line(text: str) -> str:
     return _CONTROL.sub(" ", text).strip()
 
 
 def _reason(exc: BaseException) -> str:
-    return _one_line(str(exc) or type(exc).__name__)[:200]
+    """The first non-empty message down the exception's chain (httpx's `ReadError` wraps an empty anyio error
+    around `[Errno 104] Connection reset by peer`), else its class name."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if str(current).strip():
+            return _one_line(str(current))[:200]
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return type(exc).__name__
 
 
 def _in_chain(exc: BaseException, kind: type[BaseException]) -> BaseException | None:

@@ -7,13 +7,16 @@
 - `apply` runs the act items with a per-connector concurrency limit and request spacing. Each item's state
   moves through the journal: `intent` (committed before the call), then `result`. Items that need the raw
   credential get it from the responder at apply time (matched by its `sha256:` key, never stored); apply
-  refuses to start while any such item has no value. Transient failures are retried within limits, then the
-  item is left `failed`, visible. Manual items wait for the responder (`tick`).
+  refuses to start while any such item has no value. Transient failures are retried within limits (after the
+  server's `Retry-After`, when it gave one), then the item is left `failed`, visible. An item that was sent before
+  (a retry, a failed or re-opened item) is probed first and, when proven dead, not sent again: its answer may have
+  been lost after it landed. Manual items wait for the responder (`tick`).
 - After a crash or `kill -9`, `apply` resumes: every item left `in-flight` is probed first; proven dead → done
   without resending; otherwise it is sent again — except a rotation, which is never sent twice (it is left
   failed for a person to check). A done item is never repeated.
 - `verify` probes every done item (ARCHITECTURE §4 verdicts): `revoked-verified` (or `unrevocable`, with its
-  expiry) marks it verified; any other verdict re-opens it.
+  expiry) marks it verified; any other verdict re-opens it, except that a verified item is re-opened only by
+  positive evidence of life (`still-live`): an inconclusive probe (a timeout, a 5xx) leaves the proof standing.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from casefile.plans import Item
 from casefile.secrets import fingerprint
 from connectors import config, verbs
 from connectors.http import ConnectorError, ConnectorTimeoutError, RateLimitedError, ServerError
-from connectors.verdict import REVOKED_VERIFIED, UNREVOCABLE
+from connectors.verdict import REVOKED_VERIFIED, STILL_LIVE, UNREVOCABLE
 from playbooks.model import Playbook, Step, fill
 
 #: Verdicts that end an item: proven dead, or nothing can revoke it (it lives until its expiry).
@@ -265,6 +268,7 @@ def read_secrets(lines: Iterable[str]) -> dict[str, str]:
 class RunOptions:
     concurrency: int | None = None  # per connector; None: the connector's own setting
     max_retries: int = 2  # engine-level retries of a transient failure (the HTTP client retries too)
+    max_wait_s: float = 120.0  # longest server-requested wait (Retry-After) sat out before a retry; longer fails
     verify: bool = True
     read_only: bool = False
     settings: dict[str, config.ConnectorSettings] | None = None  # tests inject; else the user's config
@@ -307,6 +311,7 @@ class _Env:
         self.sems: dict[str, asyncio.Semaphore] = {}
         self.next_slot: dict[str, float] = {}
         self.rng = random.Random()  # noqa: S311  (backoff jitter)
+        self.probed: set[int] = set()  # items whose resume probe ran in this run (not probed again before sending)
 
     def connector(self, name: str) -> tuple[config.ConnectorSettings, str]:
         s = self.settings.get(name)
@@ -362,6 +367,7 @@ class _Env:
         settings, secret = self.connector(item.connector)
         raw = self.secrets.get(item.secret_key or "")
         verdict = await verbs.probe(verb, settings, secret, item.target or "", raw=raw)
+        self.probed.add(item.seq)
         detail = {"verdict": verdict.status, "evidence": verdict.evidence, "why": "in flight at an interruption"}
         if verdict.status in FINAL_VERDICTS:
             plans.record(self.case, self.plan.id, item.seq, "resume", "done", detail, verdict=verdict.status,
@@ -393,16 +399,25 @@ class _Env:
             while True:
                 attempt += 1
                 await self.space(item.connector)
+                # Sent before (a retry, or a failed or re-opened item): the act may have landed and only its answer
+                # been lost (a timeout, a reset, a 502 from a proxy). Probe before sending it again.
+                if ((attempt > 1 or item.attempts > 0) and item.seq not in self.probed
+                        and await self.proven_dead(item, verb, settings, secret, raw)):
+                    break
+                self.probed.discard(item.seq)
                 plans.record(self.case, self.plan.id, item.seq, "intent", "in-flight",
                              {"verb": item.verb, "target": item.target, "attempt": attempt,
                               "idempotency_key": item.idempotency_key})
                 try:
                     result = await verbs.act(verb, settings, secret, item.target or "", raw=raw, snapshot=snapshot)
                 except TRANSIENT as e:
-                    if attempt <= self.opts.max_retries:
+                    wait = self.rng.uniform(0, min(30.0, 0.5 * 2 ** attempt))
+                    if e.retry_at is not None:  # the server said when to come back (429/503 Retry-After)
+                        wait = max(wait, e.retry_at - time.time())
+                    if attempt <= self.opts.max_retries and wait <= self.opts.max_wait_s:
                         plans.record(self.case, self.plan.id, item.seq, "result", "pending",
                                      {"error": str(e), "retry": attempt})
-                        await self.opts.sleep(self.rng.uniform(0, min(30.0, 0.5 * 2 ** attempt)))
+                        await self.opts.sleep(wait)
                         continue
                     plans.record(self.case, self.plan.id, item.seq, "result", "failed", {"error": str(e)},
                                  note=str(e)[:300])
@@ -416,6 +431,24 @@ class _Env:
                 plans.record(self.case, self.plan.id, item.seq, "result", "done", _json_ready(result), undo=undo)
                 break
         self.tick()
+
+    async def proven_dead(self, item: Item, verb: verbs.Verb, settings: config.ConnectorSettings, secret: str,
+                          raw: str | None) -> bool:
+        """Probe an item about to be sent again; record it done (not resent) when the probe proves it dead."""
+        try:
+            verdict = await verbs.probe(verb, settings, secret, item.target or "", raw=raw)
+        except (ConnectorError, ValueError, OSError):
+            return False
+        if verdict.status not in FINAL_VERDICTS:
+            return False
+        undo = (orjson.dumps({"verb": verb.undo, "connector": item.connector, "target": item.target}).decode()
+                if verb.reversible and verb.undo else None)
+        plans.record(self.case, self.plan.id, item.seq, "result", "done",
+                     {"verdict": verdict.status, "evidence": verdict.evidence,
+                      "why": "proven dead by a probe before sending it again"},
+                     verdict=verdict.status, evidence=verdict.evidence, undo=undo)
+        item.state = "done"
+        return True
 
     def export(self, item: Item) -> None:
         fmt, _, path_text = (item.text or "").partition(" ")
@@ -442,7 +475,8 @@ def _json_ready(result: Any) -> dict[str, Any]:
 
 def verify(case: Case, plan_id: int, secrets: dict[str, str] | None = None,
            options: RunOptions | None = None) -> dict[str, Any]:
-    """Probe every done act item: a final verdict verifies it; any other verdict re-opens it."""
+    """Probe every done act item: a final verdict verifies it; any other verdict re-opens it, except that an item
+    already verified is re-opened only by positive evidence of life (`still-live`), not by an inconclusive probe."""
     opts = options or RunOptions()
     plan = plans.load(case, plan_id)
     env = _Env(case, plan, secrets or {}, opts)
@@ -459,6 +493,13 @@ def verify(case: Case, plan_id: int, secrets: dict[str, str] | None = None,
                 verdict = await verbs.probe(verb, settings, secret, item.target or "",
                                             raw=env.secrets.get(item.secret_key or ""))
             final = verdict.status in FINAL_VERDICTS
+            if not final and item.state == "verified" and verdict.status != STILL_LIVE:
+                # Proven dead before; an inconclusive probe (a timeout, a 5xx) is no evidence of life. The proof
+                # stands (item, verdict and credential status unchanged); the journal keeps this probe.
+                plans.record(case, plan_id, item.seq, "probe", "verified",
+                             {"verdict": verdict.status, "evidence": verdict.evidence,
+                              "why": "inconclusive probe of an item already verified: the earlier proof stands"})
+                return
             plans.record(case, plan_id, item.seq, "probe", "verified" if final else "pending",
                          {"verdict": verdict.status, "evidence": verdict.evidence, "expires_at": verdict.expires_at},
                          verdict=verdict.status, evidence=verdict.evidence,
