@@ -162,7 +162,21 @@ class Tamper:
 
 
 def verify(conn: sqlite3.Connection) -> tuple[str, int, list[Tamper]]:
-    """Walk the chain and every audited row. Returns (chain head, entries, problems found)."""
+    """Walk the chain and every audited row. Returns (chain head, entries, problems found).
+
+    Everything is read from one snapshot (a read transaction): an ingest or apply committing meanwhile on another
+    connection must not look like rows that no audit entry covers."""
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    try:
+        return _verify(conn)
+    finally:
+        if own and conn.in_transaction:
+            conn.execute("COMMIT")  # nothing was written: this only ends the snapshot
+
+
+def _verify(conn: sqlite3.Connection) -> tuple[str, int, list[Tamper]]:
     problems: list[Tamper] = []
     prev = GENESIS
     expected = 1

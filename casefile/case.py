@@ -118,19 +118,25 @@ class _Transaction:
             self.conn.execute("ROLLBACK")
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def _connect(path: str, wal: bool = True) -> sqlite3.Connection:
+    """A connection with stanch's settings; `wal`: switch the file to WAL mode (open_case asks only when it is not)."""
     old = os.umask(0o077)  # the -wal and -shm files SQLite creates get 0600 too
     try:
         conn = sqlite3.connect(path, isolation_level=None, timeout=30)
     finally:
         os.umask(old)
-    # 16 KiB pages: a vendor record of 1-3 KB no longer takes a 4 KiB page to itself (ingest +10-30%).
-    conn.execute("PRAGMA page_size = 16384")  # takes effect only when the file is new
-    conn.execute("PRAGMA secure_delete = ON")
-    conn.execute("PRAGMA temp_store = MEMORY")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: index pages of a large case stay in memory
+    try:
+        # 16 KiB pages: a vendor record of 1-3 KB no longer takes a 4 KiB page to itself (ingest +10-30%).
+        conn.execute("PRAGMA page_size = 16384")  # takes effect only when the file is new
+        conn.execute("PRAGMA secure_delete = ON")
+        conn.execute("PRAGMA temp_store = MEMORY")
+        if wal:
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: index pages of a large case stay in memory
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -160,12 +166,22 @@ def open_case(path: str | os.PathLike[str], analyst: str | None = None, upgrade:
         raise CaseError(f"{p}: no such case file; create it with `stanch new {p}`")
     if p.is_dir():
         raise CaseError(f"{p}: is a directory, not a case file")
-    with open(p, "rb") as fh:
-        header = fh.read(16)
-    if header and header != b"SQLite format 3\x00":
-        raise CaseError(f"{p}: not a stanch case (not an SQLite file); create one with `stanch new CASE`")
-    conn = _connect(str(p))
+    # The file is never opened but through SQLite: closing any other descriptor of it would drop the POSIX locks
+    # this process's open connections hold (https://www.sqlite.org/howtocorrupt.html §2.2), and the console keeps
+    # one open while it opens others; another process could then take the file for its own, checkpoint and reset
+    # the WAL under it ("database disk image is malformed"; tests/hardening/test_concurrency.py).
+    not_sqlite = f"{p}: not a stanch case (not an SQLite file); create one with `stanch new CASE`"
     try:
+        conn = _connect(str(p), wal=False)
+    except sqlite3.DatabaseError:
+        raise CaseError(not_sqlite) from None
+    try:
+        try:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        except sqlite3.DatabaseError:
+            raise CaseError(not_sqlite) from None
+        if mode != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         app = conn.execute("SELECT value FROM meta WHERE key = 'app'").fetchone() if "meta" in tables else None
         if app is None or app[0] != APP_NAME:

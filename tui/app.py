@@ -281,6 +281,11 @@ class StanchApp(App[None]):
             return False
 
     def make(self, name: str) -> Screen[Any]:
+        made = self._made.get(name)
+        if made is not None and made.is_mounted and not made.is_attached:
+            # Popped off the stack (going back to a screen below it removes it): its widgets are gone, so a
+            # screen opening it with a target (`open`) would find none. Build it again.
+            del self._made[name]
         if name not in self._made:
             module, cls, _ = SCREENS[name]
             self._made[name] = getattr(importlib.import_module(module), cls)()

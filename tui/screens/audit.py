@@ -135,6 +135,8 @@ class AuditScreen(CaseScreen):
         self.app.call_from_thread(self.show, doc, fresh)
 
     def show(self, doc: dict[str, Any], fresh: bool) -> None:
+        if not self.is_attached:  # left (popped) while its worker read: nothing to show it on
+            return
         table: DataTable[Any] = self.query_one("#log", DataTable)
         if fresh:
             self.rows = []
@@ -194,12 +196,16 @@ class AuditScreen(CaseScreen):
         self.app.call_from_thread(self.verified, head, entries, [str(p) for p in problems])
 
     def _failed(self, message: str) -> None:
+        if not self.is_attached:  # left (popped) while its worker read: nothing to show it on
+            return
         self._loading = False
         self.verdict = literal(message, 300, style="bold red")
         self._show_head()
         self.notify(message, severity="error")
 
     def verified(self, head: str, entries: int, problems: list[str]) -> None:
+        if not self.is_attached:  # left (popped) while its worker read: nothing to show it on
+            return
         if problems:
             more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
             self.verdict = literal(f"verify: BROKEN at {problems[0]}{more}", 300, style="bold red")
