@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.hardening.crash import _batches
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -33,17 +35,6 @@ def _stanch(*args, **kw):
     env = {**os.environ, "STANCH_INGEST_BATCH": "2000"}
     return subprocess.Popen([sys.executable, "-m", "tui.cli", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
-
-
-def _batches(case: Path) -> int:
-    try:
-        conn = sqlite3.connect(f"file:{case}?mode=ro", uri=True, timeout=5)
-        try:
-            return int(conn.execute("SELECT count(*) FROM audit WHERE operation = 'ingest.batch'").fetchone()[0])
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return 0
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT])
