@@ -41,28 +41,31 @@ _SPACE = re.compile(r"\s")
 _SHAPE_PREFIX = re2.compile(PREFIX_ALTERNATION.encode())  # on bytes: RE2 on str pays for non-ASCII offsets
 
 
-def _key(key: str) -> str:
-    """A key as stored: whitespace percent-encoded, a credential inside redacted (see `_joined_keys`)."""
-    if _AWS_KEY_ID.fullmatch(key) is None and needs_redaction(key):
+def _key(key: str, scrub: bool) -> str:
+    """A key as stored: a credential inside redacted (when `scrub`), then whitespace percent-encoded."""
+    if scrub and _AWS_KEY_ID.fullmatch(key) is None and needs_redaction(key):
         kind, _, rest = key.partition(":")
         key = f"{kind}:{redact(rest)[0]}"
     return _SPACE.sub(lambda m: f"%{ord(m.group()):02X}", key) if _SPACE.search(key) else key
 
 
-def _joined_keys(keys: list[str]) -> str:
+def _stored_keys(keys: list[str] | None, scrub: bool) -> str | None:
     """Keys joined by spaces, as stored. The id part of `jti:`, `session:`, `vault-accessor:`… keys comes from log
     fields written by whoever held the token: whitespace in a key is percent-encoded (else the key would split
-    into several, which could name another credential's key) and a credential inside is redacted."""
+    into several, which could name another credential's key) and, when a scan found a credential shape among
+    the event's columns (`scrub`), a credential inside a key is redacted."""
+    if not keys:
+        return None
     joined = " ".join(keys)
-    if len(joined.split()) == len(keys) and not needs_redaction(joined):
+    if not scrub and len(joined.split()) == len(keys):
         return joined
-    return " ".join(_key(k) for k in keys)
+    return " ".join(_key(k, scrub) for k in keys)
 
 
-def _ref(ref: CredentialRef | None) -> tuple[str | None, list[Any] | None]:
+def _ref(ref: CredentialRef | None) -> tuple[list[str] | None, list[Any] | None]:
     if ref is None or not ref.keys:
         return None, None
-    return _joined_keys(expand_keys(ref.keys)), [getattr(ref, f) for f in REF_FACTS]
+    return expand_keys(ref.keys), [getattr(ref, f) for f in REF_FACTS]
 
 
 def _field_name(name: str) -> str:
@@ -86,14 +89,17 @@ _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 def _int(value: Any) -> int | None:
     """An integer column: ints as they are, numeric strings converted, anything else dropped."""
-    if isinstance(value, bool):
+    if value is None:
         return None
-    try:
-        number = value if value is None or value.__class__ is int else int(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
+    if value.__class__ is not int:
+        if isinstance(value, bool):
+            return None
+        try:
+            value = int(value)
+        except (TypeError, ValueError, OverflowError):
+            return None
     # SQLite stores 64-bit integers; a larger count or status is not a reading worth keeping.
-    return number if number is None or _INT64_MIN <= number <= _INT64_MAX else None
+    return value if _INT64_MIN <= value <= _INT64_MAX else None
 
 
 def _scrub(value: str | None, raw_text: str, raw_found: list[Any]) -> str | None:
@@ -116,34 +122,9 @@ def prepare(parsed: Parsed, format_name: str, source_id: int | None = None,
     except (TimeError, ValueError, OverflowError, TypeError, IndexError):
         return Problem(parsed.line, "malformed", f"unreadable time {ev.time!r}")
     action = ev.action if ev.action in ACTIONS else "other"
-    found: list[Any] = []
-    if ev.raw.__class__ is str:
-        raw_text: str = ev.raw
-        if needs_redaction(raw_text):
-            red, found = redact(raw_text)
-            raw_text = str(red)
-    else:
-        try:
-            raw_bytes = orjson.dumps(ev.raw)
-        except TypeError as e:  # orjson.JSONEncodeError: nested past 255 levels (orjson reads 1024), a huge int
-            return Problem(parsed.line, "malformed", f"record cannot be stored as JSON ({e})")
-        raw_text = raw_bytes.decode()
-        if needs_redaction(raw_bytes):
-            red, found = redact(ev.raw)
-            red_bytes = orjson.dumps(red)
-            raw_text = red_bytes.decode()
-            # Values are clean now: a credential shape still there is in a key (a field name the writer chose).
-            if _SHAPE_PREFIX.search(red_bytes) is not None and may_contain_secret(raw_text):
-                red, in_keys = redact_keys(red)
-                found.extend(in_keys)
-                raw_text = orjson.dumps(red).decode()
-    credential = ev.credential
-    if (credential is None or not credential.keys) and found:
-        auth = next((f for f in found if f.where == "auth"), None)
-        credential = _ref_from_fingerprint(auth.fingerprint) if auth is not None else None
     try:
-        cred_keys, cred_facts = _ref(credential)
-        subj_keys, subj_facts = _ref(ev.subject)
+        cred_list, cred_facts = _ref(ev.credential)
+        subj_list, subj_facts = _ref(ev.subject)
     except KeyError_ as e:
         return Problem(parsed.line, "malformed", f"parser {format_name} gave a bad key: {e}")
     if geo is not None and ev.src_ip and (ev.country is None or ev.city is None or ev.asn is None):
@@ -152,16 +133,49 @@ def prepare(parsed: Parsed, format_name: str, source_id: int | None = None,
         ev.city = ev.city or city
         ev.asn = ev.asn or asn
     # What is hashed is exactly what is stored (and what `verify` reads back), so types are fixed here.
-    texts = [_text(v) for v in (ev.principal, ev.client, ev.src_ip, ev.user_agent, ev.country, ev.city, ev.asn,
+    texts = [v if v is None or v.__class__ is str else str(v) for v in (ev.principal, ev.client, ev.src_ip, ev.user_agent, ev.country, ev.city, ev.asn,
                                 ev.method, ev.resource, ev.vendor_type, ev.vendor_id, ev.request_id, ev.session_id)]
-    # Every text column (and credential fact) gets the raw record's redaction: a log field is written by whoever
+    # Every text column, credential fact and key gets the raw record's redaction: a log field is written by whoever
     # held the token, so a credential may sit in a user name, a user agent or an id as well as in the raw record.
-    # One scan of them all, joined, decides whether any needs a look.
-    facts = [v for f in (cred_facts, subj_facts) if f is not None for v in f if isinstance(v, str)]
-    if needs_redaction("\x00".join([*(t for t in texts if t), *facts])):
+    # One scan of the raw record and all of them, joined, decides whether anything needs a closer look.
+    parts = [t for t in texts if t]
+    for f in (cred_facts, subj_facts, cred_list, subj_list):
+        if f:
+            parts += [v for v in f if isinstance(v, str)]
+    joined = "\x00".join(parts)
+    found: list[Any] = []
+    if ev.raw.__class__ is str:
+        raw_text: str = ev.raw
+        hit = needs_redaction(f"{raw_text}\x00{joined}")
+        if hit and needs_redaction(raw_text):
+            red, found = redact(raw_text)
+            raw_text = str(red)
+    else:
+        try:
+            raw_bytes = orjson.dumps(ev.raw)
+        except TypeError as e:  # orjson.JSONEncodeError: nested past 255 levels (orjson reads 1024), a huge int
+            return Problem(parsed.line, "malformed", f"record cannot be stored as JSON ({e})")
+        raw_text = raw_bytes.decode()
+        hit = needs_redaction(b"%s\x00%s" % (raw_bytes, joined.encode()))
+        if hit and needs_redaction(raw_bytes):
+            red, found = redact(ev.raw)
+            red_bytes = orjson.dumps(red)
+            raw_text = red_bytes.decode()
+            # Values are clean now: a credential shape still there is in a key (a field name the writer chose).
+            if _SHAPE_PREFIX.search(red_bytes) is not None and may_contain_secret(raw_text):
+                red, in_keys = redact_keys(red)
+                found.extend(in_keys)
+                raw_text = orjson.dumps(red).decode()
+    scrub = hit and needs_redaction(joined)
+    if cred_list is None and found:
+        auth = next((f for f in found if f.where == "auth"), None)
+        if auth is not None:  # keys and a masked preview stanch made: nothing in them to scrub
+            cred_list, cred_facts = _ref(_ref_from_fingerprint(auth.fingerprint))
+    if scrub:
         texts = [_scrub(t, raw_text, found) for t in texts]
         cred_facts, subj_facts = (None if f is None else [_scrub(v, raw_text, found) if isinstance(v, str) else v
                                                           for v in f] for f in (cred_facts, subj_facts))
+    cred_keys, subj_keys = _stored_keys(cred_list, scrub), _stored_keys(subj_list, scrub)
     principal, client, src_ip, user_agent, country, city, asn, method, resource, vendor_type, vendor_id, \
         request_id, session_id = texts
     vendor_id = vendor_id or None
