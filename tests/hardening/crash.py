@@ -3,10 +3,10 @@ small in CI and `python -m tests.hardening --full` runs at full size (a 1,000,00
 an apply of 1,000 revocations against a real OpenBao killed 20 times).
 
 **Ingest.** One file, one case. Each round starts `stanch ingest CASE FILE` in its own process group and sends
-SIGKILL to the group at a random point: after a random number of the file's chunks have been committed by this
-run (uniform over the whole file, since a re-run parses the file from its start and skips what is stored), plus a
-random part of a chunk's time, so the kill lands anywhere: while workers parse, inside a transaction, between
-commits, while deferred indexes are rebuilt. After every kill: the case opens, `stanch verify` passes, it holds no
+SIGKILL to the group at a random point: mostly once the stored events pass a random count between what earlier
+runs stored and the end of the file, sometimes at a random time early in the run (while it re-reads what is
+stored), plus a random part of a chunk's time, so the kill lands anywhere: while workers parse, inside a
+transaction, between commits, while deferred indexes are rebuilt. After every kill: the case opens, `stanch verify` passes, it holds no
 duplicate event, and it never holds fewer events than before the round (a commit is durable). The last run is
 left to finish: it must add exactly the events still missing, and the case then holds each line's event once.
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import os
 import random
 import signal
@@ -59,6 +58,18 @@ def _batches(case: Path) -> int:
         return 0
 
 
+def _top_rowid(case: Path) -> int:
+    """The last event's rowid: events only grow, so this is how far the stored events reach (and costs nothing)."""
+    try:
+        conn = _ro(case)
+        try:
+            return int(conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+
+
 def _events(case: Path) -> tuple[int, int]:
     conn = _ro(case)
     try:
@@ -83,19 +94,24 @@ def ingest_kills(path: Path, n: int, workdir: Path, kills: int, seed: int, *, ch
     case = workdir / "ingest.stanch"
     subprocess.run(_cli("new", str(case)), cwd=ROOT, check=True, capture_output=True)
     env = {**os.environ, "STANCH_INGEST_BATCH": str(chunk_lines)}
-    chunks = math.ceil(n / chunk_lines)
     before = 0
     rounds: list[dict[str, Any]] = []
     started = time.monotonic()
     verify_s = 0.0
     while len(rounds) < kills:
         at_start = _batches(case)
-        target = rng.randrange(max(1, chunks - 1))  # chunks this run commits before the kill
-        extra = rng.uniform(0.0, 0.05)  # and part of the next one's time
+        # Where to kill: mostly once the stored events pass a random count between what is stored and the end;
+        # sometimes at a random time early on, while the run re-reads what an earlier run stored.
+        early = before >= n - 1 or rng.random() < 0.2
+        span = max(1, 2 * (n - before) // (kills - len(rounds) + 1))  # spread the kills over what is left
+        target = rng.uniform(0.0, 3.0) if early else rng.randint(before + 1, min(n - 1, before + span))
+        extra = rng.uniform(0.0, 0.05)  # and part of a chunk's time more
         p = subprocess.Popen(_cli("ingest", str(case), str(path)), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, start_new_session=True)
-        deadline = time.monotonic() + 600
-        while _batches(case) - at_start < target and p.poll() is None and time.monotonic() < deadline:
+        t0 = time.monotonic()
+        while p.poll() is None and time.monotonic() - t0 < 600:
+            if (time.monotonic() - t0 >= target) if early else (_top_rowid(case) >= target):
+                break
             time.sleep(0.005)
         time.sleep(extra)
         if p.poll() is not None:  # finished (or failed) before its kill: start again with a new point
@@ -117,9 +133,10 @@ def ingest_kills(path: Path, n: int, workdir: Path, kills: int, seed: int, *, ch
         total, distinct = _events(case)
         assert total == distinct, f"round {len(rounds) + 1}: {total - distinct} duplicate events"
         assert total >= before, f"round {len(rounds) + 1}: {before - total} committed events lost"
-        rounds.append({"committed_chunks": _batches(case) - at_start, "target": target, "events": total})
-        log(f"ingest round {len(rounds)}: killed after {_batches(case) - at_start} chunks (+{extra:.2f} s); "
-            f"{total:,} of {n:,} events stored; verify ok")
+        rounds.append({"committed_chunks": _batches(case) - at_start, "events": total})
+        point = f"{target:.2f} s in" if early else f"past {target:,} events"
+        log(f"ingest round {len(rounds)}: killed {point} (+{extra:.2f} s), after {_batches(case) - at_start} chunks "
+            f"of new events; {total:,} of {n:,} events stored; verify ok")
         before = total
     r = subprocess.run(_cli("ingest", str(case), str(path), "--json"), cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=3600)
@@ -138,7 +155,7 @@ def ingest_kills(path: Path, n: int, workdir: Path, kills: int, seed: int, *, ch
     assert statuses["done"] == 1
     log(f"ingest: {kills} kills; the last run added {added:,} missing events; {total:,} events, each once; "
         f"verify ok")
-    return {"events": n, "kills": kills, "chunks": chunks, "stored_at_kills": [x["events"] for x in rounds],
+    return {"events": n, "kills": kills, "stored_at_kills": [x["events"] for x in rounds],
             "last_run_added": added, "sources": dict(statuses), "verify_s_total": round(verify_s, 1),
             "seconds": round(time.monotonic() - started, 1)}
 
