@@ -15,54 +15,39 @@ from typing import Any, NoReturn
 
 import orjson
 
-EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_CHECK = 0, 1, 2, 3
-# The same as connectors.config.KINDS (a test holds them equal); spelled out so that building the parser
-# does not import every vendor module.
-CONNECTOR_KINDS = ("oauth", "vault", "gateway", "okta", "kong", "keycloak", "github", "aws", "entra", "salesforce",
-                   "google")
+from tui.cli_base import (
+    CONNECTOR_KINDS,
+    EXIT_CHECK,
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_USER,
+    UserError,
+    _console,
+    _open,
+    _print_json,
+    _read_token,
+    _scrub,
+    _when,
+)
+from tui.cli_connectors import (
+    cmd_connector_add,
+    cmd_connector_list,
+    cmd_connector_remove,
+    cmd_connector_test,
+    cmd_pull,
+)
+from tui.cli_handoff import cmd_export, cmd_merge, cmd_push_sets, cmd_sets_auth, cmd_sets_key
+from tui.cli_play import (
+    cmd_play_apply,
+    cmd_play_approve,
+    cmd_play_list,
+    cmd_play_plan,
+    cmd_play_show,
+    cmd_play_status,
+    cmd_play_tick,
+    cmd_play_verify,
+)
 
-
-class UserError(Exception):
-    """One line for stderr, exit 1."""
-
-
-def _scrub(text: object) -> str:
-    """`text` with any credential in it replaced by its fingerprint marker (`[redacted sha256:…]`). Error messages
-    quote what was typed, and a token pasted where a key, a format or a seed belonged must not land in the
-    terminal's scrollback or a CI log."""
-    from casefile.redact import Redactor
-
-    return Redactor().text(str(text))
-
-
-def _print_json(doc: Any) -> None:
-    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode() + "\n")
-
-
-def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
-
-
-def _when(value: str | None, flag: str) -> str | None:
-    from casefile.timeutil import TimeError, parse_when
-
-    if value is None:
-        return None
-    try:
-        return parse_when(value)
-    except TimeError as e:
-        raise UserError(f"{flag} {value}: {e}; use ISO 8601 (2025-08-17T11:15:00Z) or relative (24h, 7d)") from e
-
-
-def _open(args: argparse.Namespace) -> Any:
-    from casefile.case import open_case
-
-    return open_case(args.case, analyst=args.analyst)
-
-
-# -- commands ----------------------------------------------------------------------------------
 
 def cmd_new(args: argparse.Namespace) -> int:
     from casefile.case import create_case
@@ -135,113 +120,6 @@ def cmd_ingest_data(args: argparse.Namespace) -> int:
     if any(s.exposures for s in summaries):
         print(f"the blast radius now includes them where a compromised credential read their records: "
               f"stanch blast {args.case} SEED")
-    return EXIT_OK
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from casefile.export import export
-    from casefile.export_graph import GRAPH_FORMATS
-
-    if args.format == "sets":
-        from connectors import ssf
-        from connectors.config import ConfigError
-
-        with _open(args) as case:
-            try:
-                n = ssf.export_sets(case, args.output, args.issuer, args.audience or ())
-            except ConfigError as e:
-                raise UserError(str(e)) from None
-        print(f"wrote {n:,} SETs (and the JWKS that verifies them) to {args.output}")
-        return EXIT_OK
-    graph: dict[str, Any] = {}
-    if args.format in (*GRAPH_FORMATS, "bundle"):
-        import connectors  # noqa: F401  (revokers: which connector can act on each credential)
-    if args.format in GRAPH_FORMATS:
-
-        raw = _read_token(f"export {args.case} --seed -") if args.seed == "-" else None
-        graph = {"seed": args.seed, "raw_token": raw, "depth": args.depth, "since": _when(args.since, "--since"),
-                 "until": _when(args.until, "--until"), "as_of": _when(args.as_of, "--as-of"),
-                 "max_seeds": args.max_seeds}
-    elif args.seed is not None:
-        raise UserError(f"--seed applies to the graph formats ({', '.join(GRAPH_FORMATS)}), not {args.format}")
-    with _open(args) as case:
-        try:
-            n = export(case, args.format, args.output, **graph)
-        except (OSError, ValueError) as e:
-            why = e.strerror if isinstance(e, OSError) else str(e)
-            raise UserError(f"{args.output}: cannot write ({why}); choose another -o path") from None
-    what = (f"a bundle of the case and {n - 1} exports, with a manifest" if args.format == "bundle" else
-            f"{n:,} events" if args.format.startswith("timesketch") else
-            f"{n:,} revocation items" if args.format == "revocation-set" else
-            f"{n:,} nodes" if args.format in GRAPH_FORMATS else "the report")
-    print(f"wrote {what} to {args.output}")
-    return EXIT_OK
-
-
-def cmd_push_sets(args: argparse.Namespace) -> int:
-    from connectors import ssf
-    from connectors.config import ConfigError
-
-    with _open(args) as case:
-        try:
-            s = ssf.push_sets(case, args.to, issuer=args.issuer, audience=args.audience, auth_secret_name=args.auth,
-                              auth_env=args.auth_env, force=args.force, verify=args.ca_bundle or True)
-        except ConfigError as e:
-            raise UserError(str(e)) from None
-    if args.json:
-        _print_json(s.as_dict())
-    else:
-        print(f"{s.receiver}: {s.total} SETs: {s.delivered} delivered, {s.already} already delivered, "
-              f"{s.rejected} rejected, {s.failed} failed, {s.not_sent} not sent")
-    for p in s.problems:
-        print(f"stanch: {p}", file=sys.stderr)
-    return EXIT_OK if s.ok else EXIT_CHECK
-
-
-def cmd_sets_key(args: argparse.Namespace) -> int:
-    import getpass
-
-    from connectors import ssf
-    from connectors.config import ConfigError
-
-    try:
-        if args.key_command == "show":
-            _print_json(ssf.public_jwks())
-        elif args.key_command == "export":
-            pw = getpass.getpass("passphrase for the exported key (not echoed): ")
-            if getpass.getpass("again: ") != pw:
-                raise UserError("the passphrases differ; nothing was written")
-            info_ = ssf.export_key(args.file, pw)
-            print(f"wrote the SET signing key {info_.get('kid', '')} to {args.file} (encrypted, 0600)")
-        else:
-            pw = getpass.getpass("passphrase of the key file (not echoed): ")
-            info_ = ssf.import_key(args.file, pw, replace=args.replace)
-            print(f"imported the SET signing key {info_.get('kid', '')} into the keyring")
-    except ConfigError as e:
-        raise UserError(str(e)) from None
-    return EXIT_OK
-
-
-def cmd_sets_auth(args: argparse.Namespace) -> int:
-    import getpass
-
-    from connectors import ssf
-    from connectors.config import ConfigError
-
-    try:
-        if args.auth_command == "add":
-            value = sys.stdin.readline().strip() if not sys.stdin.isatty() else getpass.getpass(
-                f"credential for receiver {args.name} (not echoed): ")
-            if not value:
-                raise UserError("no credential given; nothing was stored")
-            ssf.store_receiver_secret(args.name, value)
-            print(f"stored the receiver credential {args.name} in the keyring")
-        elif not ssf.delete_receiver_secret(args.name):
-            raise UserError(f"no receiver credential {args.name} in the keyring")
-        else:
-            print(f"removed the receiver credential {args.name}")
-    except ConfigError as e:
-        raise UserError(str(e)) from None
     return EXIT_OK
 
 
@@ -357,19 +235,6 @@ def _policy_value(v: str) -> Any:
         return orjson.loads(v)
     except orjson.JSONDecodeError:
         return v
-
-
-def _read_token(command: str) -> str:
-    """One raw token from stdin (a hidden prompt on a terminal); never echoed, never stored."""
-    if sys.stdin.isatty():
-        import getpass
-
-        raw = getpass.getpass("token (not echoed): ")
-    else:
-        raw = sys.stdin.read()
-    if not raw.strip():
-        raise UserError(f"no token on stdin; pipe one in: `pbpaste | stanch {command}`")
-    return raw
 
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
@@ -532,181 +397,6 @@ def _show_findings(doc: dict[str, Any], case_path: str) -> None:
 
 # -- playbooks ----------------------------------------------------------------------------------
 
-def _playbooks(args: argparse.Namespace) -> Any:
-    from playbooks.model import PlaybookError, load_all
-
-    try:
-        return load_all(args.playbooks or ())
-    except PlaybookError as e:
-        raise UserError(str(e)) from None
-
-
-def cmd_play_list(args: argparse.Namespace) -> int:
-    pbs = _playbooks(args)
-    if args.json:
-        _print_json([{"id": p.id, "title": p.title, "incident": p.incident["name"], "file": p.file}
-                     for p in pbs.values()])
-        return EXIT_OK
-    for p in pbs.values():
-        print(f"{p.id:<28} {p.title}  [{p.incident['name']}]")
-    return EXIT_OK
-
-
-def cmd_play_show(args: argparse.Namespace) -> int:
-    pbs = _playbooks(args)
-    if args.id not in pbs:
-        raise UserError(f"no playbook {args.id}; `stanch play list` shows them")
-    doc = pbs[args.id].summary()
-    if args.json:
-        _print_json(doc)
-        return EXIT_OK
-    print(f"{doc['id']}: {doc['title']}\nmodeled on: {doc['incident']['name']}\nsource: {doc['incident']['source']}")
-    for name, spec in doc["inputs"].items():
-        print(f"input {name}{' (required)' if spec.get('required') else ''}: {spec.get('description', '')}")
-    for n, st in enumerate(doc["steps"], 1):
-        print(f"{n:>2}. [{st['kind']}] {st['title']}")
-    return EXIT_OK
-
-
-def _inputs(items: list[str] | None) -> dict[str, str]:
-    out = {}
-    for item in items or ():
-        k, sep, v = item.partition("=")
-        if not sep or not k.strip():
-            raise UserError(f"--input {item}: expected NAME=VALUE (e.g. seed=client:*:0oa123)")
-        out[k.strip()] = v.strip()
-    return out
-
-
-def cmd_play_plan(args: argparse.Namespace) -> int:
-    from playbooks import engine
-
-    pbs = _playbooks(args)
-    if args.id not in pbs:
-        raise UserError(f"no playbook {args.id}; `stanch play list` shows them")
-    with _open(args) as case:
-        plan_id = engine.make_plan(case, pbs[args.id], _inputs(args.input))
-        doc = engine.status(case, plan_id)
-    if args.json:
-        _print_json(doc)
-        return EXIT_OK
-    _show_plan(doc, args.case)
-    return EXIT_OK
-
-
-def _show_plan(doc: dict[str, Any], case_path: str) -> None:
-    from rich.table import Table
-
-    from tui.safe_text import literal
-
-    con = _console()
-    con.print(literal(f"plan {doc['plan']}: {doc['title']}  hash {doc['hash'][:16]}  "
-                      f"{'approved by ' + doc['approved_by'] if doc['approved'] else 'NOT approved'}", style="bold"))
-    t = Table("#", "step", "kind", "connector", "verb", "target", "raw secret", "undo", "state")
-    for i in doc["items"]:
-        irreversible = i["kind"] == "act" and not i["reversible"]
-        t.add_row(str(i["seq"]), literal(i["step"]), literal(i["kind"]),
-                  literal(f"{i['connector_kind'] or ''}:{i['connector'] or '-'}" if i["kind"] == "act" else ""),
-                  literal((i["verb"] or "") + (" (irreversible)" if irreversible else "")),
-                  literal(i["preview"] or i["target"] or (i["text"] or "")[:60]),
-                  "needed" if i["needs_raw"] else "", literal(i["undo"] and "recorded" or ""),
-                  literal(i["state"] + (f": {i['note'][:48]}" if i["note"] else "")))
-    con.print(t)
-    con.print(literal(f"review, then: stanch play approve {case_path} {doc['plan']} --as NAME"))
-
-
-def cmd_play_approve(args: argparse.Namespace) -> int:
-    from casefile import plans
-
-    with _open(args) as case:
-        h = plans.approve(case, args.plan, args.as_name, args.hash)
-    print(f"plan {args.plan} approved by {args.as_name} (hash {h[:16]})")
-    return EXIT_OK
-
-
-def _secrets_from(value: str | None) -> dict[str, str]:
-    from playbooks.engine import read_secrets
-
-    if value is None:
-        return {}
-    if value == "-":
-        return read_secrets(sys.stdin.read().splitlines())
-    path = Path(value)
-    if not path.is_file():
-        raise UserError(f"--secrets-from {value}: no such file; one raw credential per line, or - for stdin")
-    return read_secrets(path.read_text(encoding="utf-8", errors="replace").splitlines())
-
-
-def cmd_play_apply(args: argparse.Namespace) -> int:
-    from playbooks import engine
-
-    secrets = _secrets_from(args.secrets_from)
-    opts = engine.RunOptions(concurrency=args.concurrency, verify=not args.no_verify,
-                             read_only=bool(args.read_only or os.environ.get("STANCH_READ_ONLY") == "1"))
-    with _open(args) as case:
-        if not args.json and sys.stderr.isatty():
-            from rich.progress import Progress, TextColumn, TimeElapsedColumn
-
-            with Progress(TextColumn(f"apply plan {args.plan}"), TextColumn("{task.fields[states]}"),
-                          TimeElapsedColumn(), console=_console(stderr=True), transient=True) as bar:
-                task = bar.add_task("apply", states="")
-
-                def progress(states: dict[str, int]) -> None:
-                    bar.update(task, states=", ".join(f"{n} {s}" for s, n in sorted(states.items())))
-
-                opts.progress = progress
-                doc = engine.apply(case, args.plan, secrets, opts)
-        else:
-            doc = engine.apply(case, args.plan, secrets, opts)
-    secrets.clear()
-    if args.json:
-        _print_json(doc)
-    else:
-        _show_plan(doc, args.case)
-    open_items = sum(n for s, n in doc["states"].items() if s not in ("verified", "done", "skipped"))
-    return EXIT_OK if open_items == 0 else EXIT_CHECK
-
-
-def cmd_play_verify(args: argparse.Namespace) -> int:
-    from playbooks import engine
-
-    secrets = _secrets_from(args.secrets_from)
-    with _open(args) as case:
-        doc = engine.verify(case, args.plan, secrets)
-    secrets.clear()
-    if args.json:
-        _print_json(doc)
-    else:
-        _show_plan(doc, args.case)
-    return EXIT_OK
-
-
-def cmd_play_status(args: argparse.Namespace) -> int:
-    from casefile import plans
-    from playbooks import engine
-
-    with _open(args) as case:
-        doc: Any = engine.status(case, args.plan) if args.plan is not None else plans.plans(case)
-    if args.json:
-        _print_json(doc)
-    elif args.plan is not None:
-        _show_plan(doc, args.case)
-    else:
-        for p in doc:
-            print(f"plan {p['plan']}: {p['playbook']} ({'approved by ' + p['approved_by'] if p['approved'] else 'not approved'}) "
-                  + ", ".join(f"{n} {s}" for s, n in sorted(p["states"].items())))
-    return EXIT_OK
-
-
-def cmd_play_tick(args: argparse.Namespace) -> int:
-    from playbooks import engine
-
-    with _open(args) as case:
-        engine.tick(case, args.plan, args.item, args.note)
-    print(f"plan {args.plan} item {args.item} ticked")
-    return EXIT_OK
-
-
 def cmd_formats(args: argparse.Namespace) -> int:
     import connectors  # noqa: F401
     from casefile.formats import all_formats
@@ -750,23 +440,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_CHECK if problems else EXIT_OK
 
 
-def cmd_merge(args: argparse.Namespace) -> int:
-    from casefile.merge import merge
-
-    with _open(args) as case:
-        s = merge(case, args.other)
-    if args.json:
-        _print_json(s.as_dict())
-    elif not s.changed:
-        print(f"nothing to merge: {args.case} already holds everything in {args.other}")
-    else:
-        print(f"merged {args.other} into {args.case}: " + ", ".join(f"{n:,} {t}" for t, n in s.added.items() if n))
-        for c in s.status_conflicts:
-            print(f"  credential {c['credential']}: status {c['here']} here, {c['other']} in {args.other} (kept "
-                  f"{c['here']})")
-    return EXIT_OK
-
-
 def cmd_open(args: argparse.Namespace) -> int:
     _open(args).close()  # fail here, with a one-line error, before the console starts
     from tui.app import run_console
@@ -791,203 +464,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # -- connectors --------------------------------------------------------------------------------
-
-def _config_error(e: Exception) -> UserError:
-    return UserError(str(e))
-
-
-def _connector_file(value: str | None, flag: str) -> str | None:
-    if value is None:
-        return None
-    path = Path(value).expanduser().resolve()
-    if not path.is_file() or not os.access(path, os.R_OK):
-        raise UserError(f"{flag} {value}: not a readable file")
-    return str(path)
-
-
-def cmd_connector_add(args: argparse.Namespace) -> int:
-    from connectors.config import ConfigError, ConnectorSettings, add_connector
-
-    if args.client_key and not args.client_cert:
-        raise UserError("--client-key needs --client-cert")
-    try:
-        settings = ConnectorSettings(
-            name=args.name, kind=args.kind, url=args.url,
-            ca_bundle=_connector_file(args.ca_bundle, "--ca-bundle"),
-            client_cert=_connector_file(args.client_cert, "--client-cert"),
-            client_key=_connector_file(args.client_key, "--client-key"),
-            client_id=args.client_id, connect_timeout=args.connect_timeout, read_timeout=args.read_timeout,
-            concurrency=args.concurrency, rate_limit=args.rate_limit, secret_env=args.secret_env,
-        ).validate()
-    except ConfigError as e:
-        raise _config_error(e) from None
-    interactive = sys.stdin is not None and sys.stdin.isatty()
-    if args.secret_stdin and interactive:
-        raise UserError("--secret-stdin reads a pipe: `printf %s \"$SECRET\" | stanch connector add ...`; "
-                        "or drop it to be prompted without echo")
-    if not args.secret_stdin and args.secret_env is None and not interactive:
-        raise UserError("no terminal to prompt for the secret; pipe it with --secret-stdin, or name an "
-                        "environment variable with --secret-env VAR")
-
-    def read_secret() -> str:
-        if args.secret_stdin:
-            return sys.stdin.read()
-        import getpass
-
-        try:
-            return getpass.getpass(f"secret for connector {args.name} (not echoed): ")
-        except EOFError:
-            raise UserError("no secret entered (end of input)") from None
-
-    try:
-        done = add_connector(settings, None if args.secret_env else read_secret)
-    except ConfigError as e:
-        raise _config_error(e) from None
-    where = (f"read from ${args.secret_env} at run time, not stored" if args.secret_env
-             else f"secret stored in the keyring ({done['keyring_backend']})")
-    print(f"added connector {args.name} ({args.kind}, {args.url}) to {done['config_file']}; {where}")
-    return EXIT_OK
-
-
-def _secret_status(s: Any, keyring_problem: str | None) -> dict[str, Any]:
-    from connectors.config import ConfigError, read_stored_secret
-
-    if s.secret_env:
-        return {"source": "env", "env_var": s.secret_env, "env_set": bool(os.environ.get(s.secret_env, "").strip()),
-                "stored": None}
-    if keyring_problem:
-        return {"source": "keyring", "env_var": None, "env_set": None, "stored": None}
-    try:
-        stored = read_stored_secret(s.name) is not None
-    except ConfigError:
-        return {"source": "keyring", "env_var": None, "env_set": None, "stored": None}
-    return {"source": "keyring", "env_var": None, "env_set": None, "stored": stored}
-
-
-def cmd_connector_list(args: argparse.Namespace) -> int:
-    from connectors.config import ConfigError, config_path, keyring_backend_name, load_all
-
-    try:
-        found = load_all()
-    except ConfigError as e:
-        raise _config_error(e) from None
-    backend, problem = keyring_backend_name() if any(not s.secret_env for s in found.values()) else (None, None)
-    rows = [{**s.as_dict(), "secret": _secret_status(s, problem)} for s in found.values()]
-    if args.json:
-        _print_json({"config_file": str(config_path()), "keyring": {"backend": backend, "problem": problem},
-                     "connectors": rows})
-        return EXIT_OK
-    if not rows:
-        print(f"no connectors yet ({config_path()}); add one with `stanch connector add NAME --kind KIND --url URL`")
-        return EXIT_OK
-    from rich.table import Table
-
-    from tui.safe_text import literal
-
-    def secret_text(sec: dict[str, Any]) -> str:
-        if sec["source"] == "env":
-            return f"env {sec['env_var']} ({'set' if sec['env_set'] else 'unset'})"
-        return {True: "keyring: stored", False: "keyring: MISSING", None: "keyring: unknown"}[sec["stored"]]
-
-    t = Table("name", "kind", "url", "secret", "client id", "ca bundle", title=str(config_path()))
-    for r in rows:
-        t.add_row(literal(r["name"]), literal(r["kind"]), literal(r["url"], 60), literal(secret_text(r["secret"])),
-                  literal(r["client_id"] or ""), literal(r["ca_bundle"] or "", 40))
-    _console().print(t)
-    if problem:
-        print(f"stanch: keyring: {problem}", file=sys.stderr)
-    return EXIT_OK
-
-
-def cmd_connector_remove(args: argparse.Namespace) -> int:
-    from connectors.config import ConfigError, remove_connector
-
-    try:
-        done = remove_connector(args.name, keep_secret=args.keep_secret)
-    except ConfigError as e:
-        raise _config_error(e) from None
-    secret = {True: "secret deleted from the keyring", False: "no secret was in the keyring",
-              None: "keyring secret kept" if args.keep_secret else "no keyring secret"}[done["secret_deleted"]]
-    print(f"removed connector {args.name} from {done['config_file']}; {secret}")
-    return EXIT_OK
-
-
-def cmd_connector_test(args: argparse.Namespace) -> int:
-    from connectors.config import ConfigError, check_connector, check_env_name
-
-    try:
-        if args.secret_env:
-            check_env_name(args.secret_env)
-        result = check_connector(args.name, args.secret_env)
-    except ConfigError as e:
-        raise _config_error(e) from None
-    if args.json:
-        _print_json(result)
-    else:
-        for c in result["checks"]:
-            mark = {True: "ok  ", False: "FAIL", None: "--  "}[c["ok"]]
-            print(f"{mark}  {c['check']:<9} {c['detail']}")
-        for k, v in (result["whoami"] or {}).items():
-            print(f"      {k}: {v}")
-    if not result["ok"]:
-        first = next(c for c in result["checks"] if c["ok"] is False)
-        detail = first["detail"].removeprefix(f"connector {args.name}: ")
-        print(f"stanch: connector {args.name}: {first['check']} check failed: {detail}", file=sys.stderr)
-        return EXIT_CHECK
-    return EXIT_OK
-
-
-def cmd_pull(args: argparse.Namespace) -> int:
-    import connectors  # noqa: F401  (registers the parsers)
-    from connectors.config import ConfigError, check_env_name, load, secret_for
-    from connectors.http import ConnectorError
-    from connectors.pull import PullSummary, parse_filters, run_pull
-
-    since, until = _when(args.since, "--since"), _when(args.until, "--until")
-    try:
-        filters = parse_filters(args.filter)
-        if args.secret_env:
-            check_env_name(args.secret_env)
-        settings = load(args.connector)
-        secret = secret_for(args.connector, args.secret_env, settings=settings)
-    except ConfigError as e:
-        raise _config_error(e) from None
-    show_progress = not args.json and sys.stderr.isatty()
-    with _open(args) as case:
-        try:
-            if show_progress:
-                from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-                with Progress(SpinnerColumn(), TextColumn(f"pull {args.connector}"),
-                              TextColumn("{task.fields[pages]:,} pages, {task.fields[n]:,} events"),
-                              TimeElapsedColumn(), console=_console(stderr=True), transient=True) as bar:
-                    task = bar.add_task("pull", pages=0, n=0)
-
-                    def progress(s: PullSummary) -> None:
-                        bar.update(task, pages=s.pages, n=s.events_seen)
-
-                    summary = run_pull(case, settings, secret, since=since, until=until, reset=args.reset,
-                                       progress=progress, filters=filters)
-            else:
-                summary = run_pull(case, settings, secret, since=since, until=until, reset=args.reset,
-                                   filters=filters)
-        except (ConfigError, ConnectorError) as e:
-            raise UserError(f"{e}; pages stored before this stay in {args.case}, and the next pull resumes "
-                            "after them") from None
-    if args.json:
-        _print_json(summary.as_dict())
-        return EXIT_OK
-    print(f"{args.connector} ({summary.kind}): {summary.pages:,} pages, {summary.events_added:,} events added "
-          f"({summary.duplicates:,} already in the case), {summary.malformed} malformed, {summary.seconds:.2f}s")
-    for p in [p for p in summary.problems if p["kind"] == "malformed"][:5]:
-        print(f"  line {p['line']} of a page: {p['reason']}")
-    for stream, cursor in summary.streams.items():
-        print(f"  {stream}: " + ("next pull resumes from the saved cursor" if cursor else
-                                 "no cursor (a full listing each pull)"))
-    return EXIT_OK
-
-
-# -- parser ------------------------------------------------------------------------------------
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
