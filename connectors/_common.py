@@ -285,6 +285,15 @@ def stream_error_reason(e: BaseException) -> str:
 _TOO_DEEP = "record nested too deeply to re-encode ({error})"
 
 
+def unreadable(what: str, e: BaseException) -> str:
+    """The reason for a record a parser could not read (its own defence in depth caught `e`): what the record was,
+    and what was wrong with it, in one line."""
+    if isinstance(e, orjson.JSONEncodeError):  # orjson writes 255 levels of nesting (stable ids re-encode records)
+        return f"{what} nested too deeply to re-encode ({e}); no vendor writes JSON that deep"
+    detail = stream_error_reason(e)[:120]
+    return f"unreadable {what}: a field of an unexpected type or value ({type(e).__name__}: {detail})"
+
+
 def _results(parse: Callable[[Any, int], ParseResult], obj: Any, n: int) -> Iterator[Parsed | Problem]:
     try:
         result = parse(obj, n)

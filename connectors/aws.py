@@ -69,6 +69,7 @@ from connectors._common import (
     parse_json_lines,
     stream_json_items,
     text_reader,
+    unreadable,
 )
 from connectors.config import ConfigError, ConnectorSettings
 from connectors.http import (
@@ -430,7 +431,7 @@ def _safe_event(rec: dict[str, Any], line: int) -> Parsed | Problem:
     try:
         return _cloudtrail_event(rec, line)
     except (TypeError, ValueError, AttributeError) as e:  # a record of an unexpected shape
-        return Problem(line, "malformed", f"unreadable CloudTrail record: {type(e).__name__}: {e}")
+        return Problem(line, "malformed", unreadable("CloudTrail record", e))
 
 
 def _parse_wrapper(stream: PrefixedStream) -> Iterator[Parsed | Problem]:
@@ -670,7 +671,7 @@ def _safe_apigw_event(obj: dict[str, Any], n: int) -> Parsed | Problem:
     try:
         return _apigw_event(obj, n)
     except (TypeError, ValueError, AttributeError) as e:
-        return Problem(n, "malformed", f"unreadable API Gateway access-log record: {type(e).__name__}: {e}")
+        return Problem(n, "malformed", unreadable("API Gateway access-log record", e))
 
 
 def parse_apigateway(src: SourceStream) -> Iterator[Parsed | Problem]:

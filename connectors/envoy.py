@@ -37,7 +37,14 @@ import orjson
 from casefile.formats import Format, SourceStream, always, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.secrets import fingerprint, is_secret_field, normalise
-from connectors._common import as_int, dash_none, host_without_port, http_outcome, utc_time_or_none
+from connectors._common import (
+    as_int,
+    dash_none,
+    host_without_port,
+    http_outcome,
+    unreadable,
+    utc_time_or_none,
+)
 
 VENDOR = "envoy"
 
@@ -256,7 +263,7 @@ def parse(src: SourceStream) -> Iterator[Parsed | Problem]:
         try:
             yield _line(lineno, line)
         except (ValueError, TypeError, AttributeError) as e:  # defence in depth: never raise on a line
-            yield Problem(lineno, "malformed", f"unreadable Envoy access-log line ({type(e).__name__})")
+            yield Problem(lineno, "malformed", unreadable("Envoy access-log line", e))
 
 
 def _sniff_line(line: str) -> bool:

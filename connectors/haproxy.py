@@ -32,7 +32,7 @@ import orjson
 from casefile.formats import Format, SourceStream, json_lines, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.secrets import fingerprint, is_secret_field, normalise
-from connectors._common import dash_none, http_outcome, json_line_share, utc_time_or_none
+from connectors._common import dash_none, http_outcome, json_line_share, unreadable, utc_time_or_none
 
 VENDOR = "haproxy"
 REDACTED = "[redacted]"
@@ -171,7 +171,7 @@ def parse(src: SourceStream) -> Iterator[Parsed | Problem]:
         try:
             yield _event(lineno, rec)
         except (ValueError, TypeError, AttributeError) as e:  # defence in depth: never raise on a line
-            yield Problem(lineno, "malformed", f"unreadable haproxy record ({type(e).__name__})")
+            yield Problem(lineno, "malformed", unreadable("haproxy record", e))
 
 
 def looks_haproxy(rec: dict[str, Any]) -> bool:

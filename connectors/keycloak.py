@@ -56,7 +56,7 @@ import orjson
 from casefile.formats import Format, SourceStream, chunk_of_lines, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.timeutil import TimeError, to_utc_iso
-from connectors._common import as_dict, stream_json_items, text_reader
+from connectors._common import as_dict, stream_json_items, text_reader, unreadable
 from connectors.act import SnapshotFn, take
 from connectors.config import ConnectorSettings
 from connectors.http import (
@@ -447,7 +447,7 @@ def parse(src: SourceStream) -> Iterator[Parsed | Problem]:
         try:
             yield _line(lineno, text)
         except (ValueError, TypeError, AttributeError, KeyError) as e:  # never raise on a line
-            yield Problem(lineno, "malformed", f"unreadable Keycloak record ({type(e).__name__})")
+            yield Problem(lineno, "malformed", unreadable("Keycloak record", e))
 
 
 # ---------------------------------------------------------------------------------------------- sniff

@@ -59,6 +59,7 @@ from connectors._common import (
     json_line_share,
     stream_json_items,
     text_reader,
+    unreadable,
 )
 from connectors.act import SnapshotFn, take
 from connectors.config import ConnectorSettings
@@ -255,7 +256,7 @@ def _safe_event(line: int, obj: Any) -> Parsed | Problem:
     try:
         return _event(line, obj)
     except (ValueError, TypeError, AttributeError) as e:  # defence in depth: never raise on a record
-        return Problem(line, "malformed", f"unreadable Kong log entry ({type(e).__name__})")
+        return Problem(line, "malformed", unreadable("Kong log entry", e))
 
 
 # ---------------------------------------------------------------- shapes

@@ -18,7 +18,7 @@ from casefile.formats import Format, SourceStream, always, json_lines, register
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.secrets import fingerprint, is_secret_field, normalise
 from casefile.timeutil import TimeError, to_utc_iso
-from connectors._common import as_int, http_outcome
+from connectors._common import as_int, http_outcome, unreadable
 
 VENDOR = "nginx"
 REDACTED = "[redacted]"
@@ -166,7 +166,7 @@ def parse_combined(src: SourceStream) -> Iterator[Parsed | Problem]:
         try:
             yield _combined_line(lineno, line)
         except (ValueError, TypeError, AttributeError) as e:  # defence in depth: never raise on a line
-            yield Problem(lineno, "malformed", f"unreadable access-log line ({type(e).__name__})")
+            yield Problem(lineno, "malformed", unreadable("access-log line", e))
 
 
 def _combined_line(lineno: int, line: str) -> Parsed | Problem:
@@ -357,7 +357,7 @@ def parse_json(src: SourceStream) -> Iterator[Parsed | Problem]:
         try:
             yield _json_line(lineno, line)
         except (ValueError, TypeError, AttributeError) as e:  # defence in depth: never raise on a line
-            yield Problem(lineno, "malformed", f"unreadable JSON access-log record ({type(e).__name__})")
+            yield Problem(lineno, "malformed", unreadable("JSON access-log record", e))
 
 
 # stanch's own gateway format (`ir_json`, test-peers §4, plus `bytes`): the common case gets a direct path.

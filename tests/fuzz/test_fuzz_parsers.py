@@ -16,8 +16,9 @@ import connectors  # noqa: F401  (registers every format)
 from casefile import formats
 from casefile.pipeline import ChunkSource
 from casefile.prepare import P_COLUMNS, P_CRED_KEYS, prepare
-from casefile.records import CredentialRef, Event, Parsed
+from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.redact import redact_keys
+from casefile.sources import BytesSource
 from casefile.timeutil import TimeError, to_utc_iso
 from tests import fuzz
 from tests.fuzz import strategies as S
@@ -86,6 +87,22 @@ def test_hostile_input_is_reported_not_raised_by_every_format(name: str) -> None
     for fmt in fuzz.shipped_formats():
         fuzz.check(fmt, data, stats, "text")
     assert stats.crashes == 0 and not stats.violations, _report(stats)
+
+
+def test_json_too_deep_to_store_is_named_as_such_by_every_json_format() -> None:
+    """The full fuzz run found "unreadable Kong log entry (TypeError)" and the like: orjson's encode error (a
+    TypeError) for a record nested past the 255 levels it writes, caught by each parser's defence in depth. The
+    reason now says what is wrong with the line."""
+    line = b'{"time": "2025-08-17T11:15:42Z", "deep": ' + S.deep_json(300, "object") + b"}\n"
+    reasons = {}
+    for fmt in fuzz.shipped_formats():
+        for item in fmt.parse(BytesSource("deep.jsonl", line)):
+            if isinstance(item, Problem) and "nested" in item.reason:
+                reasons[fmt.name] = item.reason
+            elif isinstance(item, Problem):
+                assert "Error" not in item.reason, (fmt.name, item.reason)
+    assert {"keycloak-events", "haproxy-json", "nginx-json"} <= set(reasons), reasons
+    assert all("nested too deeply" in r for r in reasons.values())
 
 
 # ---------------------------------------------------------------------------------------------- regressions
