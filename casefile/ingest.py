@@ -27,7 +27,7 @@ from casefile.geoip import GeoIP
 from casefile.identity import Resolver
 from casefile.pipeline import Chunk, ParserFailed, staged_chunks, workers_for
 from casefile.schema import FTS_DOC_SQL, drop_secondary_indexes, ensure_derived, fold_rollups
-from casefile.sources import FileSource, expand
+from casefile.sources import FileSource, UnreadableInput, expand
 from casefile.timeutil import now_iso
 
 KEEP_PROBLEMS = 100
@@ -119,7 +119,11 @@ def ingest_source(case: Case, src: FileSource, fmt: formats.Format | None = None
         summary.source_id, summary.format = done
         summary.seconds = _time.perf_counter() - started
         return summary
-    head = src.head()
+    try:
+        head = src.head()
+    except UnreadableInput as e:
+        summary.error = str(e)
+        return summary
     if fmt is None:
         try:
             fmt = formats.detect(head, src.name)
@@ -158,6 +162,12 @@ def ingest_source(case: Case, src: FileSource, fmt: formats.Format | None = None
                 progress(src.name, summary.events_seen)
     except ParserFailed as e:  # a parser bug must not lose what was stored; the source stays resumable
         summary.error = f"{src.name}: parser {fmt.name} stopped after {summary.events_seen} events: {e}"
+        ensure_derived(case.conn)
+        _finish(case, source_id, summary, status="failed")
+        summary.seconds = _time.perf_counter() - started
+        return summary
+    except UnreadableInput as e:  # a truncated or corrupt .gz: what was read before it stays, resumable
+        summary.error = f"{e} (the {summary.events_seen} events before it are stored)"
         ensure_derived(case.conn)
         _finish(case, source_id, summary, status="failed")
         summary.seconds = _time.perf_counter() - started

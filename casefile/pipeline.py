@@ -46,7 +46,7 @@ from casefile.prepare import (
 )
 from casefile.records import Problem
 from casefile.redact import needs_redaction, redact
-from casefile.sources import FileSource
+from casefile.sources import FileSource, UnreadableInput
 
 # Lines per chunk, and so events per transaction and audit entry (STANCH_INGEST_BATCH overrides it).
 CHUNK_LINES = int(os.environ.get("STANCH_INGEST_BATCH", "8000"))
@@ -264,6 +264,8 @@ def staged_chunks(fmt: formats.Format, src: FileSource, staging_dir: str, worker
             chunk = stager.write()
             chunk.error = repr(e)
             yield chunk
+            if isinstance(e, UnreadableInput):  # the input's fault, not the parser's: the caller says so
+                raise
             raise ParserFailed(repr(e)) from e
         if len(stager):
             yield stager.write()
@@ -279,16 +281,22 @@ def staged_chunks(fmt: formats.Format, src: FileSource, staging_dir: str, worker
 
         work: Iterator[tuple[int, Any]] = (_ranges(src.path, size * RANGE_BYTES_PER_LINE) if src.is_plain_file()
                                            else _chunks(src, size))
-        for first, lines in work:
-            pending.append(pool.apply_async(_work, ((fmt.name, src.name, source_id, first, lines, next_path(),
-                                                     geoip),)))
-            if len(pending) >= workers * 2:
-                chunk = take()
-                yield chunk
-                if chunk.error:
-                    raise ParserFailed(chunk.error)
+        unreadable: UnreadableInput | None = None
+        try:
+            for first, lines in work:
+                pending.append(pool.apply_async(_work, ((fmt.name, src.name, source_id, first, lines, next_path(),
+                                                         geoip),)))
+                if len(pending) >= workers * 2:
+                    chunk = take()
+                    yield chunk
+                    if chunk.error:
+                        raise ParserFailed(chunk.error)
+        except UnreadableInput as e:  # the file stops being readable: store the chunks read before it first
+            unreadable = e
         while pending:
             chunk = take()
             yield chunk
             if chunk.error:
                 raise ParserFailed(chunk.error)
+        if unreadable is not None:
+            raise unreadable

@@ -7,11 +7,58 @@ import hashlib
 import io
 import os
 import sys
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 HEAD_LINES = 20
+
+
+class UnreadableInput(OSError):
+    """An input's bytes cannot be read as what they say they are (a corrupt or truncated `.gz`): the input's fault,
+    not a parser's. The message names the file and the fix."""
+
+
+_GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)
+
+
+class _CheckedGzip(gzip.GzipFile):
+    """A GzipFile whose decompression errors become `UnreadableInput` naming the file (logs copied mid-rotation
+    end in a truncated gzip stream; a file may carry gzip's magic and not be gzip)."""
+
+    def __init__(self, label: str, fileobj: IO[bytes]) -> None:
+        super().__init__(fileobj=fileobj, mode="rb")
+        self._label = label
+
+    def _unreadable(self, e: Exception) -> UnreadableInput:
+        what = "ends before its gzip stream does (truncated)" if isinstance(e, EOFError) else "is not valid gzip"
+        return UnreadableInput(f"{self._label}: the file {what}: {str(e) or type(e).__name__}; re-fetch it, or "
+                               f"ingest what can be read: `zcat {self._label} > {self._label.removesuffix('.gz')}.log`")
+
+    def read(self, size: int | None = -1) -> bytes:
+        try:
+            return super().read(size)
+        except _GZIP_ERRORS as e:
+            raise self._unreadable(e) from e
+
+    def read1(self, size: int = -1) -> bytes:
+        try:
+            return super().read1(size)
+        except _GZIP_ERRORS as e:
+            raise self._unreadable(e) from e
+
+    def peek(self, n: int) -> bytes:
+        try:
+            return super().peek(n)
+        except _GZIP_ERRORS as e:
+            raise self._unreadable(e) from e
+
+    def readline(self, size: int | None = -1) -> bytes:
+        try:
+            return super().readline(size)
+        except _GZIP_ERRORS as e:
+            raise self._unreadable(e) from e
 
 
 class FileSource:
@@ -34,7 +81,7 @@ class FileSource:
         raw = self._open_raw()
         magic = raw.peek(2)[:2]  # type: ignore[attr-defined]
         if magic == b"\x1f\x8b":
-            return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+            return _CheckedGzip(self.name, raw)  # type: ignore[return-value]
         return raw
 
     def text(self) -> IO[str]:

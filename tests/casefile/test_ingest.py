@@ -208,3 +208,45 @@ def test_ordinary_words_are_not_mistaken_for_credentials(tmp_path, case_path):
     assert stored["scope"] == "openid token offline_access"
     assert stored["externalSessionId"] == "trs1234567890" and stored["uri"] == "/geo?zipcode=12345"
     assert stored["hdr"].startswith("Authorization: token [redacted sha256:")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_truncated_gz_keeps_what_was_read_and_says_how_to_read_the_rest(tmp_path, case_path, monkeypatch, workers):
+    """Found by coverage-guided fuzzing (tests/fuzz/coverage.py): gzip's errors escaped as a traceback. Logs copied
+    mid-rotation end in a truncated gzip stream: the events before the cut are stored, the source is `failed`
+    (so a re-run of a repaired file is not skipped), and the error names the file and the fix."""
+    import casefile.pipeline as pipeline_mod
+
+    monkeypatch.setattr(pipeline_mod, "CHUNK_LINES", 100)
+    monkeypatch.setattr(pipeline_mod, "PARALLEL_MIN_BYTES", 0)
+    data = gzip.compress(("\n".join(_line(id=str(i), pad="x" * 40) for i in range(3000)) + "\n").encode())
+    cut = tmp_path / "rotated.jsonl.gz"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    # toy JSON lines that worker processes may parse in chunks (the lines are read here: a .gz is not cut by bytes)
+    split = formats.register(formats.Format("toy-split", "toy", "splittable toy", toy.parse, lambda h: 0.0,
+                                            splittable=formats.json_lines))
+    with create_case(case_path) as case:
+        try:
+            [s] = ingest(case, [str(cut)], format_name=split.name, workers=workers)
+        finally:
+            formats._REGISTRY.pop(split.name)
+        assert s.workers == workers
+        assert s.error is not None and "\n" not in s.error
+        assert s.error.startswith(f"{cut}: the file ends before its gzip stream does (truncated)")
+        assert f"zcat {cut} > " in s.error and f"the {s.events_added} events before it are stored" in s.error
+        stored = case.conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        assert 0 < stored == s.events_added < 3000
+        assert case.conn.execute("SELECT status FROM sources").fetchone()[0] == "failed"
+        from casefile.audit import verify
+
+        assert verify(case.conn)[2] == []
+
+
+def test_a_file_with_gzip_magic_that_is_not_gzip_is_a_one_line_error(tmp_path, case_path):
+    bad = tmp_path / "bad.gz"
+    bad.write_bytes(b"\x1f\x8bnot gzip at all\n")
+    with create_case(case_path) as case:
+        [s] = ingest(case, [str(bad)])
+        assert s.error == (f"{bad}: the file is not valid gzip: Unknown compression method; re-fetch it, or ingest "
+                           f"what can be read: `zcat {bad} > {tmp_path / 'bad'}.log`")
+        assert case.conn.execute("SELECT count(*) FROM sources").fetchone()[0] == 0

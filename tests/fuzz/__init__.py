@@ -32,6 +32,7 @@ import re
 import tempfile
 import time
 import traceback
+import zlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ from casefile import formats
 from casefile.pipeline import stored_reason
 from casefile.prepare import P_COLUMNS, P_CRED_FACTS, P_EXPOSED, P_SUBJ_FACTS, prepare
 from casefile.records import Parsed, Problem
-from casefile.sources import BytesSource
+from casefile.sources import BytesSource, UnreadableInput
 from tests.fuzz import strategies as S
 
 # A reason naming a Python exception type means a parser caught its own bug ("unreadable … (KeyError)").
@@ -115,6 +116,17 @@ def count_csv_lines(data: bytes) -> int:
     """Lines as the csv module counts them (`\r\n`, `\n` and a lone `\r` each end one)."""
     text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="replace", newline="")
     return sum(1 for _ in text)
+
+
+def _readable_part(data: bytes) -> bytes:
+    """What the parsers read of `data`: sources decompress gzip by its magic, as far as the stream goes."""
+    if data[:2] != b"\x1f\x8b":
+        return data
+    d = zlib.decompressobj(wbits=31)
+    try:
+        return d.decompress(data)
+    except zlib.error:
+        return b""
 
 
 def rejected_whole(results: list[tuple[int, str, str]]) -> bool:
@@ -238,6 +250,7 @@ class Outcome:
     skipped: int = 0
     lines: set[int] = field(default_factory=set)
     crash: str | None = None
+    unreadable: str | None = None  # the input is not what its bytes claim (casefile.sources.UnreadableInput)
 
 
 def check(fmt: formats.Format, data: bytes, stats: Stats, family: str, token: str | None = None,
@@ -246,8 +259,9 @@ def check(fmt: formats.Format, data: bytes, stats: Stats, family: str, token: st
     out = Outcome()
     stats.parses += 1
     stats.by_format[fmt.name] += 1
-    nlines = count_lines(data)
-    loose = item_numbered(data)
+    plain = _readable_part(data)
+    nlines = count_lines(plain)
+    loose = item_numbered(plain)
     results: list[tuple[int, str, str]] = []  # (line, kind, reason); kind "event" for events
     started = time.perf_counter()
     try:
@@ -269,6 +283,10 @@ def check(fmt: formats.Format, data: bytes, stats: Stats, family: str, token: st
                 results.append((item.line, item.kind, item.reason))
             else:
                 stats.violation("type", f"{fmt.name}: yielded {type(item).__name__}")
+    except UnreadableInput as e:  # gzip's magic and not gzip (or cut short): ingest reports it, one line
+        out.unreadable = str(e)
+        if "\n" in out.unreadable or not out.unreadable.startswith(f"fuzz-{family}: "):
+            stats.violation("reason", f"{fmt.name}: unreadable input reported as {out.unreadable[:120]!r}")
     except Exception as e:  # a crash: the property that matters most
         out.crash = f"{type(e).__name__}: {e}"
         stats.crashes += 1
@@ -303,7 +321,7 @@ def check(fmt: formats.Format, data: bytes, stats: Stats, family: str, token: st
         if token is not None and isinstance(reason, str) and token in stored_reason(reason):
             stats.violation("redaction", f"{fmt.name}: {token[:8]}… kept in a Problem reason {reason[:120]!r}")
             _write(out_dir, stats, "redaction-reason", fmt.name, data, reason, what)
-    missing = None if out.crash is not None or rejected_whole(results) else \
+    missing = None if out.crash is not None or out.unreadable is not None or rejected_whole(results) else \
         unaccounted(data, fmt.name, out.lines, nlines)
     if missing:
         stats.violation("unaccounted", f"{fmt.name}: lines {missing[:5]} of {nlines} have neither an event nor a"

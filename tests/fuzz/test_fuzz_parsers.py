@@ -7,6 +7,7 @@ registered format, and regression tests for what the fuzzer found.
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 from typing import Any, cast
 
@@ -77,6 +78,9 @@ HOSTILE = {
     "CSV formula injection": b"Date,Actor Display Name,Event Type\n=cmd|' /C calc'!A0,+1+1,@SUM(1)\n" + _ROW,
     "NUL and lone CR": b'{"a": 1}\x00\r{"b": 2}\r\n\x00\n',
     "huge numbers": b'{"status": 99999999999999999999999, "bytes": "184467440737095516160", "n": 1e999}\n',
+    # found by tests/fuzz/coverage.py: gzip's errors escaped every parser (a BadGzipFile traceback)
+    "gzip magic, not gzip": b"\x1f\x8bnot gzip at all\n",
+    "truncated gzip": gzip.compress(b'{"a": 1}\n' * 5000)[:200],
 }
 
 
