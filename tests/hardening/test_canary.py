@@ -50,6 +50,7 @@ import pytest
 from casefile.secrets import fingerprint
 from tests.connectors.test_config import InMemoryTestKeyring
 from tests.hardening import Canary, Leaks, canaries, forms
+from tests.tui import settle
 from tui.cli import main
 
 pytestmark = pytest.mark.timeout(240)
@@ -339,11 +340,6 @@ class Run:
 async def _screens(case: Path, shots: dict[str, str], seed: str) -> None:
     from tui.app import SCREENS, StanchApp
     from tui.screens.timeline import RawRecord
-
-    async def settle(pilot: Any) -> None:
-        for _ in range(3):
-            await pilot.app.workers.wait_for_complete()
-            await pilot.pause()
 
     app = StanchApp(str(case), start="overview")
     async with app.run_test(size=(120, 40)) as pilot:

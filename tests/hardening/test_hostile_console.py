@@ -33,6 +33,7 @@ from casefile.case import create_case
 from casefile.ingest import ingest
 from tests.casefile import toy  # noqa: F401  (registers the toy format: credentials with a chosen principal)
 from tests.hardening import svg_text
+from tests.tui import settle
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -216,14 +217,6 @@ def static_texts(screen: Any) -> list[Text | str]:
         if isinstance(content, Text | str):
             out.append(content)
     return out
-
-
-async def settle(pilot: Any, delay: float = 0.0) -> None:
-    if delay:
-        await pilot.pause(delay)
-    for _ in range(3):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
 
 
 # ------------------------------------------------------------------------------------------------ tests

@@ -16,6 +16,7 @@ import pytest
 
 from casefile import plans
 from casefile.case import open_case
+from tests.tui import settle
 from tui.app import StanchApp
 from tui.demo import build_demo
 from tui.screens.blast import BlastScreen, PlaybookPicker
@@ -53,15 +54,6 @@ def copy_case(src: Path, dest_dir: Path) -> Path:
 def seed_key(truth: dict[str, Any]) -> str:
     """The stolen refresh token (what the vendor's notice names): the demo's first compromised credential."""
     return str(truth["compromised_credentials"][0]["key"])
-
-
-async def settle(pilot: Any, delay: float = 0.0) -> None:
-    if delay:
-        await pilot.pause(delay)
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
 
 
 def cell_texts(table: Any, column: int) -> list[str]:

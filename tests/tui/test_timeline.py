@@ -20,6 +20,7 @@ from casefile.case import create_case, open_case
 from casefile.ingest import ingest
 from casefile.timeutil import to_micros
 from tests.casefile import toy  # noqa: F401  (registers toy-jsonl)
+from tests.tui import settle
 from tui.app import StanchApp
 from tui.demo import build_demo
 from tui.screens.timeline import KEEP, EventTable, RawRecord, TimelineScreen
@@ -45,14 +46,6 @@ def copy_case(src: Path, dest_dir: Path) -> Path:
         if Path(f"{src}{suffix}").exists():
             shutil.copy(f"{src}{suffix}", dest_dir / f"{src.name}{suffix}")
     return dest_dir / src.name
-
-
-async def settle(pilot: Any, delay: float = 0.0) -> None:
-    if delay:
-        await pilot.pause(delay)
-    for _ in range(3):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
 
 
 def rows_of(app: StanchApp) -> list[Any]:
