@@ -28,8 +28,9 @@ import orjson
 from casefile import audit
 from casefile.case import Case, CaseError
 from casefile.identity import Resolver, expand_keys
+from casefile.redact import needs_redaction, redact
 from casefile.secrets import find_secrets, fingerprint, is_secret_field
-from casefile.sources import FileSource, expand
+from casefile.sources import FileSource, UnreadableInput, expand
 from casefile.timeutil import now_iso
 
 KEEP_PROBLEMS = 100
@@ -51,6 +52,7 @@ class DataSummary:
     unreadable: int = 0
     problems: list[dict[str, Any]] = field(default_factory=list)
     already_ingested: bool = False
+    error: str | None = None  # the file could not be read to its end (a corrupt or truncated .gz)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -84,7 +86,11 @@ def _ingest_one(case: Case, src: FileSource, object_type: str | None) -> DataSum
     if done is not None:
         summary.already_ingested, (summary.source_id, summary.format) = True, done
         return summary
-    head = src.head(5)
+    try:
+        head = src.head(5)
+    except UnreadableInput as e:
+        summary.error = str(e)
+        return summary
     fmt = _detect(head)
     summary.format = fmt
     with case.transaction() as c:
@@ -95,16 +101,19 @@ def _ingest_one(case: Case, src: FileSource, object_type: str | None) -> DataSum
         audit.append(c, case.analyst, "ingest-data.start", {"source": source_id, "path": src.name, "format": fmt})
     reader = {"data-csv": _csv, "data-json": _json, "data-text": _text}[fmt]
     found: list[Found] = []
-    for item in reader(src, summary, object_type):
-        found.append(item)
-        if len(found) >= 2000:
-            _store(case, source_id, found, summary)
-            found = []
+    try:
+        for item in reader(src, summary, object_type):
+            found.append(item)
+            if len(found) >= 2000:
+                _store(case, source_id, found, summary)
+                found = []
+    except UnreadableInput as e:  # what was read before the cut is kept; the source stays `failed`
+        summary.error = f"{e} (the {summary.records} records before it were searched)"
     _store(case, source_id, found, summary)
     with case.transaction() as c:
-        c.execute("UPDATE sources SET status = 'done', finished_at = ?, events_seen = ?, malformed = ?, problems = ?"
-                  " WHERE id = ?", (now_iso(), summary.records, summary.unreadable,
-                                    orjson.dumps(summary.problems).decode(), source_id))
+        c.execute("UPDATE sources SET status = ?, finished_at = ?, events_seen = ?, malformed = ?, problems = ?"
+                  " WHERE id = ?", ("failed" if summary.error else "done", now_iso(), summary.records,
+                                    summary.unreadable, orjson.dumps(summary.problems).decode(), source_id))
         audit.append(c, case.analyst, "ingest-data.done", {"source": source_id, "records": summary.records,
                                                            "exposures": summary.exposures})
     summary.seconds = time.perf_counter() - started
@@ -127,21 +136,27 @@ def _detect(head: list[str]) -> str:
 
 
 def _problem(summary: DataSummary, line: int, reason: str) -> None:
+    """Count an unreadable record; keep its reason (one line, redacted: a decoder's message can quote the data)."""
     summary.unreadable += 1
     if len(summary.problems) < KEEP_PROBLEMS:
+        reason = (reason.strip().splitlines() or [""])[0][:300]
+        if needs_redaction(reason):
+            reason = str(redact(reason)[0])
         summary.problems.append({"line": line, "kind": "malformed", "reason": reason})
 
 
 def _values(obj: Any, path: str = "") -> Iterator[tuple[str, str]]:
-    """(field path, string value) for every string in a JSON value."""
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from _values(v, f"{path}.{k}" if path else str(k))
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _values(v, path)
-    elif isinstance(obj, str):
-        yield path, obj
+    """(field path, string value) for every string in a JSON value, in document order. A loop, not recursion:
+    a data file can nest deeper than Python's recursion limit (JSON arrays are read by ijson, which has none)."""
+    stack: list[tuple[str, Any]] = [(path, obj)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(reversed([(f"{where}.{k}" if where else str(k), v) for k, v in value.items()]))
+        elif isinstance(value, list):
+            stack.extend(reversed([(where, v) for v in value]))
+        elif isinstance(value, str):
+            yield where, value
 
 
 def _secrets_in(value: str, field_name: str | None) -> Iterator[str]:
@@ -187,13 +202,23 @@ def _json(src: FileSource, summary: DataSummary, object_type: str | None) -> Ite
     if head and head[0].lstrip("\ufeff").lstrip().startswith("["):
         import ijson
 
+        seen: set[str] = set()
         with src.binary() as fh:
             try:
                 for n, obj in enumerate(ijson.items(fh, "item"), 1):
                     summary.records += 1
-                    yield from _json_record(obj, n, src.name, object_type)
+                    for item in _json_record(obj, n, src.name, object_type):
+                        seen.add(item.raw)
+                        yield item
+                return
             except ijson.JSONError as e:
                 _problem(summary, summary.records + 1, f"unreadable JSON array item: {e}")
+        # The array breaks off: what follows (and the broken item) can still hold tokens. Look in the text, by line.
+        for n, line in src.lines():
+            for raw in _secrets_in(line, None):
+                if raw not in seen:
+                    seen.add(raw)
+                    yield Found(n, f"{src.name}:{n}", object_type, None, raw)
         return
     for n, line in src.lines():
         if not line.strip():

@@ -113,14 +113,19 @@ def cmd_ingest_data(args: argparse.Namespace) -> int:
         if s.already_ingested:
             print(f"{s.path}: already ingested (source {s.source_id}); nothing added")
             continue
+        if s.format is None:  # unreadable from its first bytes: only the error
+            print(f"stanch: {_scrub(s.error)}", file=sys.stderr)
+            continue
         print(f"{s.path}: {s.format}: {s.records:,} records, {s.exposures} credentials found "
               f"({s.credentials} new), {s.unreadable} unreadable, {s.seconds:.2f}s")
         for p in s.problems[:5]:
             print(f"  {s.path}:{p['line']}: {p['reason']}")
+        if s.error:
+            print(f"stanch: {_scrub(s.error)}", file=sys.stderr)
     if any(s.exposures for s in summaries):
         print(f"the blast radius now includes them where a compromised credential read their records: "
               f"stanch blast {args.case} SEED")
-    return EXIT_OK
+    return EXIT_USER if any(s.error for s in summaries) else EXIT_OK
 
 
 def cmd_info(args: argparse.Namespace) -> int:

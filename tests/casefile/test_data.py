@@ -61,3 +61,37 @@ def test_stanch_ingest_data_command(tmp_path, capsys):
     assert "1 credentials found (1 new)" in out and GH not in out
     assert main(["ingest-data", case, str(tmp_path / "missing.csv")]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def test_hostile_data_files_are_read_or_reported_never_raised(tmp_path, capsys):
+    """Found after issue 12's fuzzing of the log parsers, in the data reader they did not cover: a JSON array nested
+    past Python's recursion limit raised RecursionError; a broken array's decoder message quoted the data (a cut
+    token) into the stored reason and the terminal, and the tokens in and after the broken item were never looked
+    for; a corrupt .gz raised a traceback."""
+    import gzip
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" + '{"a": ' * 3000 + json.dumps(f"x {GH}") + "}" * 3000 + "]\n")
+    other = fake_token("ghp_", 36, salt="e")
+    broken = tmp_path / "broken.json"
+    broken.write_text(f'[{{"id": "T-9", "note": "{GH}", "b": tru {other[:30]}\n "later": "{VAULT}"}}]\n')
+    cut = tmp_path / "dump.jsonl.gz"
+    data = gzip.compress("".join(json.dumps({"id": f"T-{i}", "body": GH}) + "\n" for i in range(5000)).encode())
+    cut.write_bytes(data[: len(data) // 2])
+    with create_case(tmp_path / "c.stanch") as case:
+        by = {s.path: s for s in ingest_data(case, [str(deep), str(broken), str(cut)])}
+        assert by[str(deep)].records == 1 and by[str(deep)].exposures == 1
+        b = by[str(broken)]
+        # the token in the broken item, the cut one where it broke (still GitHub's shape), and the one after it
+        assert b.unreadable == 1 and b.exposures == 3
+        assert all(other[:20] not in p["reason"] and "\n" not in p["reason"] for p in b.problems)
+        c = by[str(cut)]
+        assert c.error is not None and c.error.startswith(f"{cut}: the file ends before its gzip stream does")
+        assert c.records > 0 and c.exposures == c.records  # what was read before the cut was searched
+        assert case.conn.execute("SELECT status FROM sources WHERE path = ?", (str(cut),)).fetchone()[0] == "failed"
+        dump = "\n".join(case.conn.iterdump())
+        assert GH not in dump and other[:20] not in dump and VAULT not in dump
+        assert verify(case.conn)[2] == []
+    assert main(["ingest-data", str(tmp_path / "c.stanch"), str(cut)]) == 1  # a failed file is read again
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "zcat" in err
