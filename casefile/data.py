@@ -211,7 +211,7 @@ def _json(src: FileSource, summary: DataSummary, object_type: str | None) -> Ite
                         seen.add(item.raw)
                         yield item
                 return
-            except ijson.JSONError as e:
+            except (ijson.JSONError, UnicodeDecodeError) as e:  # ijson decodes UTF-8 strictly
                 _problem(summary, summary.records + 1, f"unreadable JSON array item: {e}")
         # The array breaks off: what follows (and the broken item) can still hold tokens. Look in the text, by line.
         for n, line in src.lines():
