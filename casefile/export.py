@@ -16,15 +16,14 @@ import html
 import io
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
 from casefile import plans as plans_mod
+from casefile.atomic import atomic_write
 from casefile.case import Case
 from casefile.export_graph import GRAPH_FORMATS, export_graph
 from casefile.query import info
@@ -33,22 +32,6 @@ FORMATS = ("timesketch-jsonl", "timesketch-csv", "markdown", "html", *GRAPH_FORM
 _TS_COLUMNS = ("id", "time", "vendor", "action", "outcome", "principal", "client", "src_ip", "user_agent", "country",
                "city", "asn", "method", "resource", "status", "bytes", "rows", "vendor_type", "vendor_id",
                "request_id", "session_id", "cred_keys", "subject_keys", "source_id", "line")
-
-
-@contextmanager
-def _atomic(out: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def export(case: Case, fmt: str, out: str | os.PathLike[str],
@@ -89,7 +72,7 @@ def _with_offset(t: str) -> str:
 
 def timesketch_jsonl(case: Case, out: str | os.PathLike[str], progress: Callable[[int], None] | None = None) -> int:
     n = 0
-    with _atomic(out) as f:
+    with atomic_write(out) as f:
         for doc in _timesketch_docs(case):
             f.write(orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE))
             n += 1
@@ -252,14 +235,14 @@ def _plain(value: object) -> str:
 
 def report_markdown(case: Case, out: str | os.PathLike[str]) -> int:
     blocks = report_blocks(case)
-    with _atomic(out) as f:
+    with atomic_write(out) as f:
         f.write((render_markdown(blocks) + "\n").encode())
     return len(blocks)
 
 
 def report_html(case: Case, out: str | os.PathLike[str]) -> int:
     blocks = report_blocks(case)
-    with _atomic(out) as f:
+    with atomic_write(out) as f:
         f.write(render_html(blocks).encode())
     return len(blocks)
 
@@ -279,7 +262,7 @@ def timesketch_csv(case: Case, out: str | os.PathLike[str], progress: Callable[[
     cols = ["message", "datetime", "timestamp_desc", "stanch_event_id", *[c for c in _TS_COLUMNS
                                                                          if c not in ("id", "time")]]
     n = 0
-    with _atomic(out) as f:
+    with atomic_write(out) as f:
         text = io.TextIOWrapper(f, encoding="utf-8", newline="")
         writer = csv.writer(text)
         writer.writerow(cols)

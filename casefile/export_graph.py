@@ -68,16 +68,15 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote, unquote
 
 import orjson
 
+from casefile.atomic import atomic_write
 from casefile.blast import DEFAULT_DEPTH, blast
 from casefile.case import APP_VERSION, Case, CaseError
 from casefile.timeutil import micros_to_iso, now_iso, to_micros
@@ -687,22 +686,6 @@ def render_mermaid(g: Graph, cap: int = MAX_PICTURE_NODES, max_edges: int = MAX_
 # ------------------------------------------------------------------------------------------------ export
 
 
-@contextmanager
-def _atomic(out: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def export_graph(case: Case, fmt: str, out: str | os.PathLike[str], seed: str | None = None, *,
                  raw_token: str | None = None, depth: int = DEFAULT_DEPTH, since: str | None = None,
                  until: str | None = None, as_of: str | None = None, max_seeds: int = MAX_SEEDS) -> int:
@@ -726,7 +709,7 @@ def export_graph(case: Case, fmt: str, out: str | os.PathLike[str], seed: str | 
         else:
             text, n = render_dot(g) if fmt == "dot" else render_mermaid(g)
             body = text.encode()
-    with _atomic(out) as f:
+    with atomic_write(out) as f:
         f.write(body)
     return n
 

@@ -285,6 +285,11 @@ def stream_error_reason(e: BaseException) -> str:
 _TOO_DEEP = "record nested too deeply to re-encode ({error})"
 
 
+def too_deep(line: int, e: BaseException) -> Problem:
+    """The Problem for a record orjson cannot re-encode (nested past its 255 write levels)."""
+    return Problem(line, "malformed", _TOO_DEEP.format(error=e))
+
+
 def unreadable(what: str, e: BaseException) -> str:
     """The reason for a record a parser could not read (its own defence in depth caught `e`): what the record was,
     and what was wrong with it, in one line."""
@@ -302,7 +307,7 @@ def _results(parse: Callable[[Any, int], ParseResult], obj: Any, n: int) -> Iter
         else:
             yield from result
     except orjson.JSONEncodeError as e:
-        yield Problem(n, "malformed", _TOO_DEEP.format(error=e))
+        yield too_deep(n, e)
 
 
 def stream_json_items(

@@ -47,6 +47,7 @@ from connectors._common import (
     first_nonblank_line,
     parse_json_lines,
     stream_error_reason,
+    too_deep,
 )
 
 VENDOR = "google"
@@ -321,7 +322,7 @@ def _stream(values: Iterator[tuple[str, Any]], what: str) -> Iterator[Parsed | P
             try:
                 yield from _record(value, index, f"{what} {index}")
             except orjson.JSONEncodeError as e:  # ijson reads any depth; orjson writes 255 levels (the id base)
-                yield Problem(index, "malformed", f"record nested too deeply to re-encode ({e})")
+                yield too_deep(index, e)
     except JSON_STREAM_ERRORS as e:
         reason = stream_error_reason(e)
         yield Problem(index + 1, "malformed", f"JSON truncated or broken after activity {index}: {reason[:200]}")

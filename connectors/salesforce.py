@@ -59,7 +59,7 @@ from casefile.formats import Format, SourceStream, chunk_of_lines, json_lines, r
 from casefile.records import CredentialRef, Event, Parsed, Problem
 from casefile.secrets import find_secrets, fingerprint, may_contain_secret, redaction_marker
 from casefile.timeutil import TimeError, to_utc_iso
-from connectors._common import JSON_STREAM_ERRORS, PrefixedStream, stream_error_reason, text_reader
+from connectors._common import JSON_STREAM_ERRORS, PrefixedStream, stream_error_reason, text_reader, too_deep
 
 VENDOR = "salesforce"
 _MISSING = frozenset({"", "null", "none", "n/a", "unknown"})
@@ -610,7 +610,7 @@ def _parse_lines(lines: Iterable[tuple[int, str]]) -> Iterator[Parsed | Problem]
         try:
             yield from _json_item(obj, n)
         except orjson.JSONEncodeError as e:  # orjson reads 1024 levels of nesting and writes 255 (the id text)
-            yield Problem(n, "malformed", f"record nested too deeply to re-encode ({e})")
+            yield too_deep(n, e)
 
 
 def _parse_document(stream: PrefixedStream, prefix: str) -> Iterator[Parsed | Problem]:
@@ -622,7 +622,7 @@ def _parse_document(stream: PrefixedStream, prefix: str) -> Iterator[Parsed | Pr
                 try:
                     yield _record(item, index)
                 except orjson.JSONEncodeError as e:  # ijson reads any depth; orjson writes 255 levels (the id text)
-                    yield Problem(index, "malformed", f"record nested too deeply to re-encode ({e})")
+                    yield too_deep(index, e)
             else:
                 yield Problem(index, "malformed", f"record {index} is not a JSON object")
     except JSON_STREAM_ERRORS as e:

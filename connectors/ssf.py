@@ -56,8 +56,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from casefile import sets as sets_mod
+from casefile.atomic import atomic_write
 from casefile.case import Case
-from casefile.export import _atomic
 from casefile.timeutil import now_iso
 from connectors import config
 from connectors.http import (
@@ -317,7 +317,7 @@ def export_sets(case: Case, out: str | os.PathLike[str], issuer: str | None = No
            "audience": aud[0] if len(aud) == 1 else aud, "kid": jwks["keys"][0]["kid"], "jwks": jwks,
            "sets": [{"jti": s.event.jti, "plan": s.event.plan_id, "item": s.event.seq, "event": s.event.event_type,
                      "set": s.token} for s in signed]}
-    with _atomic(out) as f:
+    with atomic_write(out) as f:
         f.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
     return len(signed)
 

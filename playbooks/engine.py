@@ -426,9 +426,8 @@ class _Env:
                     plans.record(self.case, self.plan.id, item.seq, "result", "failed", {"error": str(e)},
                                  note=str(e)[:300])
                     break
-                undo = (orjson.dumps({"verb": verb.undo, "connector": item.connector, "target": item.target})
-                        .decode() if verb.reversible and verb.undo else None)
-                plans.record(self.case, self.plan.id, item.seq, "result", "done", _json_ready(result), undo=undo)
+                plans.record(self.case, self.plan.id, item.seq, "result", "done", _json_ready(result),
+                             undo=_undo(verb, item))
                 break
         self.tick()
 
@@ -441,12 +440,10 @@ class _Env:
             return False
         if verdict.status not in FINAL_VERDICTS:
             return False
-        undo = (orjson.dumps({"verb": verb.undo, "connector": item.connector, "target": item.target}).decode()
-                if verb.reversible and verb.undo else None)
         plans.record(self.case, self.plan.id, item.seq, "result", "done",
                      {"verdict": verdict.status, "evidence": verdict.evidence,
                       "why": "proven dead by a probe before sending it again"},
-                     verdict=verdict.status, evidence=verdict.evidence, undo=undo)
+                     verdict=verdict.status, evidence=verdict.evidence, undo=_undo(verb, item))
         item.state = "done"
         return True
 
@@ -461,6 +458,13 @@ class _Env:
             plans.record(self.case, self.plan.id, item.seq, "result", "failed", {"error": str(e)}, note=str(e))
             return
         plans.record(self.case, self.plan.id, item.seq, "result", "done", {"format": fmt, "path": str(path)})
+
+
+def _undo(verb: verbs.Verb, item: Item) -> str | None:
+    """The journal's undo record for an item done by `verb`, when the verb can be undone."""
+    if not (verb.reversible and verb.undo):
+        return None
+    return orjson.dumps({"verb": verb.undo, "connector": item.connector, "target": item.target}).decode()
 
 
 def _json_ready(result: Any) -> dict[str, Any]:

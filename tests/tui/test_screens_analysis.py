@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 
 from casefile import plans
 from casefile.case import open_case
-from tests.tui import settle
+from tests.tui import copy_case, settle
 from tui.app import StanchApp
 from tui.demo import build_demo
 from tui.screens.blast import BlastScreen, PlaybookPicker
@@ -41,14 +40,6 @@ def no_connectors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "cfg"
     cfg.mkdir()
     monkeypatch.setenv("STANCH_CONFIG_DIR", str(cfg))
-
-
-def copy_case(src: Path, dest_dir: Path) -> Path:
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    for suffix in ("", "-wal"):
-        if Path(f"{src}{suffix}").exists():
-            shutil.copy(f"{src}{suffix}", dest_dir / f"{src.name}{suffix}")
-    return dest_dir / src.name
 
 
 def seed_key(truth: dict[str, Any]) -> str:

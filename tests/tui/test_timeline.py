@@ -6,7 +6,6 @@ screens, and one stable snapshot."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from casefile.case import create_case, open_case
 from casefile.ingest import ingest
 from casefile.timeutil import to_micros
 from tests.casefile import toy  # noqa: F401  (registers toy-jsonl)
-from tests.tui import settle
+from tests.tui import copy_case, settle
 from tui.app import StanchApp
 from tui.demo import build_demo
 from tui.screens.timeline import KEEP, EventTable, RawRecord, TimelineScreen
@@ -38,14 +37,6 @@ def no_connectors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "cfg"
     cfg.mkdir()
     monkeypatch.setenv("STANCH_CONFIG_DIR", str(cfg))
-
-
-def copy_case(src: Path, dest_dir: Path) -> Path:
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    for suffix in ("", "-wal"):
-        if Path(f"{src}{suffix}").exists():
-            shutil.copy(f"{src}{suffix}", dest_dir / f"{src.name}{suffix}")
-    return dest_dir / src.name
 
 
 def rows_of(app: StanchApp) -> list[Any]:
